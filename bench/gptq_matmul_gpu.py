@@ -1,0 +1,195 @@
+"""GPU benchmark of `qllama.gptq_matmul` at CodeLlama-70B's shapes, for the six GPTQ branches of TheBloke's repo.
+
+Run on a machine with one CUDA GPU, from the repository root:
+
+    PYTHONPATH=. python bench/gptq_matmul_gpu.py --out $OUT
+
+(qllama imports fastcore: on the device machine, carry its wheel in `.whl/` and install it to a --target first.)
+
+For each branch (4-bit and 3-bit; no group, 128g, 32g; all act-order) it builds random GPTQ tensors on the GPU
+at the seven linear shapes of one 70B layer, checks the kernel against the fp32 reference (relative error),
+measures the device-to-device copy bandwidth, and times one layer's seven linears (× 80 layers = the linear time
+of one decoded token) at M=1 and M=16, with CUDA graphs and `triton.testing.do_bench` medians, plus M=1 variants
+(prefetch on, the other `R`, x gathered by torch). Baselines in the same run: fp16 cuBLAS (`F.linear`) and torch's
+int4 kernel (`_weight_int4pack_mm`, gpt-fast's path). JSON records (card, branch, metric, value, unit, floor,
+fraction_of_floor) go to `--out` (default `bench/results/`); a short table is printed last.
+"""
+import argparse, json, os, time
+from pathlib import Path
+import torch
+import torch.nn.functional as F
+from triton.testing import do_bench
+from qllama import gptq_matmul as gm
+
+HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, LAYERS = 8192, 28672, 64, 8, 128, 80
+SHAPES = {  # name: (in_features, out_features)
+    'q': (HIDDEN, HEADS * HEAD_DIM), 'k': (HIDDEN, KV_HEADS * HEAD_DIM), 'v': (HIDDEN, KV_HEADS * HEAD_DIM),
+    'o': (HEADS * HEAD_DIM, HIDDEN), 'gate': (HIDDEN, INTER), 'up': (HIDDEN, INTER), 'down': (INTER, HIDDEN)}
+BRANCHES = [(4, -1), (4, 128), (4, 32), (3, -1), (3, 128), (3, 32)]
+
+def branch_name(bits, gs): return f"{bits}bit-{'nogroup' if gs == -1 else f'{gs}g'}-actorder"
+
+def n_groups(K, gs): return 1 if gs == -1 else -(-K // gs)
+
+def random_gptq(K, N, bits, gs, dev):
+    "Random AutoGPTQ tensors (v1 zeros, act-order g_idx) built directly on `dev`."
+    G = n_groups(K, gs)
+    qweight = torch.randint(-2**31, 2**31 - 1, (K * bits // 32, N), dtype=torch.int32, device=dev)
+    qzeros = torch.randint(-2**31, 2**31 - 1, (G, -(-N * bits // 32)), dtype=torch.int32, device=dev)
+    scales = (torch.rand(G, N, device=dev) * 0.01 + 0.002).half()
+    g = torch.zeros(K, dtype=torch.int32, device=dev) if gs == -1 else torch.arange(K, device=dev, dtype=torch.int32) // gs
+    g_idx = g[torch.randperm(K, device=dev)] if gs != -1 else g
+    return qweight, qzeros, scales, g_idx
+
+def graph_time(fns):
+    "Median ms of one replay of a CUDA graph that runs `fns` in order."
+    for f in fns: f()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for f in fns: f()
+    return do_bench(g.replay, warmup=50, rep=300, return_mode='median')
+
+def copy_bandwidth(dev):
+    "Device-to-device copy of 2 GiB, counting bytes read plus bytes written, GB/s."
+    src = torch.randn(2**29, device=dev); dst = torch.empty_like(src)
+    ms = do_bench(lambda: dst.copy_(src), warmup=50, rep=300, return_mode='median')
+    return 2 * 2**31 / ms / 1e6
+
+def relerr(a, b): return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--out', default=os.environ.get('OUT', 'bench/results'))
+    ap.add_argument('--layers', type=int, default=2, help='distinct layers cycled through, so weights never sit in L2')
+    ap.add_argument('--sweep', default='', help='comma-separated branches whose launch configurations to time per shape')
+    ap.add_argument('--branches', default='all')
+    ap.add_argument('--no-baselines', action='store_true')
+    args = ap.parse_args()
+    dev = torch.device('cuda')
+    torch.manual_seed(0)
+    card = torch.cuda.get_device_name(dev)
+    props = torch.cuda.get_device_properties(dev)
+    print(f"card: {card}, {props.multi_processor_count} SMs, L2 {props.L2_cache_size >> 20} MiB; torch {torch.__version__}", flush=True)
+    recs, table = [], []
+    def rec(branch, metric, value, unit, floor=None):
+        r = dict(card=card, branch=branch, metric=metric, value=value, unit=unit, floor=floor,
+                 fraction_of_floor=None if floor is None or not value else (floor / value if unit in ('ms', 'us') else value / floor))
+        recs.append(r); print(json.dumps(r), flush=True)
+    bw = copy_bandwidth(dev)
+    rec('-', 'copy_bandwidth', bw, 'GB/s')
+    branches = BRANCHES if args.branches == 'all' else [b for b in BRANCHES if branch_name(*b) in args.branches.split(',')]
+    L = args.layers
+
+    for bits, gs in branches:
+        name = branch_name(bits, gs)
+        t0 = time.time()
+        # correctness at real shapes: fresh random tensors, the kernel against the fp32 reference
+        for shp in ('k', 'down'):
+            K, N = SHAPES[shp]
+            t = random_gptq(K, N, bits, gs, dev)
+            p = gm.prepare(*t, bits=bits, group_size=gs)
+            for M in (1, 16, 300):
+                x = torch.randn(M, K, device=dev, dtype=torch.float16)
+                y = gm.gptq_matmul(x, p)
+                e = relerr(y, gm.gptq_matmul_ref(x, *t, None, bits))
+                rec(name, f'rel_err_{shp}_M{M}', e, 'relative')
+                assert e < 1e-2 and torch.isfinite(y).all(), f"{name} {shp} M={M}: rel err {e}"
+            del t, p
+        # timing: L distinct layers of 7 linears, in one CUDA graph; launch variants of the decode path
+        R0 = 16 if bits == 4 else 8
+        variants = {'default': ({}, {}), 'prefetch': ({}, dict(prefetch=True)), f'R{24 - R0}': (dict(R=24 - R0), {})}
+        if gs != -1: variants['torch-gather'] = ({}, dict(gather=True))
+        layers_by_R = {}
+        for vname, (prep_kw, call_kw) in variants.items():
+            R = prep_kw.get('R', R0)
+            if R not in layers_by_R:
+                layers_by_R.clear(); torch.cuda.empty_cache()
+                layers_by_R[R] = [{s: gm.prepare(*random_gptq(*SHAPES[s], bits, gs, dev), bits=bits, group_size=gs, R=R)
+                                   for s in SHAPES} for _ in range(L)]
+            layers = layers_by_R[R]
+            for M in ((1, 16) if vname == 'default' else (1,)):
+                xs = {K: torch.randn(M, K, device=dev, dtype=torch.float16) for K in (HIDDEN, INTER)}
+                fns = [(lambda p=p, x=xs[SHAPES[s][0]]: gm.gptq_matmul(x, p, **call_kw)) for lay in layers for s, p in lay.items()]
+                ms = graph_time(fns) / L * LAYERS
+                byts = sum(gm.gptq_matmul_bytes(*SHAPES[s], bits, gs, M) for s in SHAPES) * LAYERS
+                floor_ms = byts / bw / 1e6
+                tag = '' if vname == 'default' else f'_{vname}'
+                rec(name, f'token_linear_time_M{M}{tag}', ms, 'ms', floor_ms)
+                rec(name, f'bandwidth_M{M}{tag}', byts / ms / 1e6, 'GB/s', bw)
+                table.append((name + ('' if vname == 'default' else f' [{vname}]'), M, ms, floor_ms))
+                if name in args.sweep.split(',') and vname == 'default':
+                    for s in ('q', 'gate', 'down'):
+                        sweep(layers, s, M, xs[SHAPES[s][0]], bits, gs, bw, name, rec)
+        del layers_by_R, layers
+        torch.cuda.empty_cache()
+        print(f"{name}: {time.time() - t0:.0f}s", flush=True)
+
+    # baselines: fp16 cuBLAS and torch's int4 (tinygemm) kernel
+    for M in (() if args.no_baselines else (1, 16)):
+        ws = [{s: torch.randn(N, K, device=dev, dtype=torch.float16) * 0.01 for s, (K, N) in SHAPES.items()} for _ in range(L)]
+        xs = {K: torch.randn(M, K, device=dev, dtype=torch.float16) for K in (HIDDEN, INTER)}
+        fns = [(lambda w=w, x=xs[w.shape[1]]: F.linear(x, w)) for lay in ws for w in lay.values()]
+        ms = graph_time(fns) / L * LAYERS
+        byts = sum(K * N * 2 + M * (K + N) * 2 for K, N in SHAPES.values()) * LAYERS
+        rec('cublas-fp16', f'token_linear_time_M{M}', ms, 'ms', byts / bw / 1e6)
+        table.append(('cublas-fp16', M, ms, byts / bw / 1e6))
+        del ws
+        for gsz in (256, 128, 32):
+            try:
+                ws = []
+                for _ in range(L):
+                    lay = {}
+                    for s, (K, N) in SHAPES.items():
+                        w = torch.randint(0, 256, (N, K // 2), dtype=torch.uint8, device=dev)
+                        wp = torch.ops.aten._convert_weight_to_int4pack(w, 8)
+                        sz = torch.rand(K // gsz, N, 2, device=dev, dtype=torch.bfloat16) * 0.01
+                        lay[s] = (wp, sz, K)
+                    ws.append(lay)
+                xb = {K: torch.randn(M, K, device=dev, dtype=torch.bfloat16) for K in (HIDDEN, INTER)}
+                fns = [(lambda wp=wp, sz=sz, x=xb[K]: torch.ops.aten._weight_int4pack_mm(x, wp, gsz, sz))
+                       for lay in ws for wp, sz, K in lay.values()]
+                ms = graph_time(fns) / L * LAYERS
+                byts = sum(K * N / 2 + (K // gsz) * N * 4 + M * (K + N) * 2 for K, N in SHAPES.values()) * LAYERS
+                rec(f'torch-int4-{gsz}g', f'token_linear_time_M{M}', ms, 'ms', byts / bw / 1e6)
+                table.append((f'torch-int4-{gsz}g', M, ms, byts / bw / 1e6))
+                del ws
+            except (RuntimeError, NotImplementedError) as e:
+                print(f"torch int4 kernel unavailable ({gsz}g, M={M}): {str(e).splitlines()[0]}")
+        torch.cuda.empty_cache()
+
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    slug = card.replace(' ', '_')
+    (out / f'gptq_matmul_{slug}.json').write_text(json.dumps(recs, indent=1))
+    print(f"\n{card}; copy bandwidth {bw:.0f} GB/s; linear time of one token (7 linears x {LAYERS} layers), do_bench median of CUDA-graph replays")
+    print(f"{'branch':<28}{'M':>4}{'ms/token':>10}{'floor ms':>10}{'of floor':>10}")
+    for name, M, ms, fl in table:
+        print(f"{name:<28}{M:>4}{ms:>10.2f}{fl:>10.2f}{fl / ms:>10.1%}")
+
+def sweep(layers, s, M, x, bits, gs, bw, name, rec):
+    "Time launch configurations of one shape, cycling through the distinct layers' copies."
+    K, N = SHAPES[s]
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    cfgs = ([dict(R=R, num_warps=nw, block_n=128 * nw, mult=mult, num_stages=1) for R, nw, mult in
+             [(16, 4, 2), (16, 4, 4), (16, 4, 8), (8, 4, 2), (8, 4, 4), (8, 4, 8), (8, 8, 4), (16, 2, 4)]] if M == 1 else
+            [dict(R=R, num_warps=4, block_n=bn, mult=mult, num_stages=ns) for R, bn, ns, mult in
+             [(16, 64, 3, 2), (16, 128, 3, 2), (16, 128, 3, 4), (16, 64, 3, 4), (16, 128, 2, 2), (8, 128, 3, 2)]])
+    by_r = {}
+    for c in cfgs:
+        R, bn, mult = c['R'], c['block_n'], c['mult']
+        if R not in by_r:
+            by_r[R] = [gm.prepare(*random_gptq(K, N, bits, gs, x.device), bits=bits, group_size=gs, R=R) for _ in range(3 if K * N < 2**27 else 2)]
+        ps = by_r[R]
+        tiles = -(-N // bn) * (1 if M == 1 else -(-M // 16))
+        bk = (32 // bits) * R
+        split = max(1, min(-(-K // bk), -(-mult * sms // tiles)))
+        byts = gm.gptq_matmul_bytes(K, N, bits, gs, M)
+        try:
+            fns = [(lambda p=p: gm.gptq_matmul(x, p, block_n=bn, num_warps=c['num_warps'], split_k=split, num_stages=c['num_stages'])) for p in ps]
+            us = graph_time(fns) / len(ps) * 1000
+        except Exception as e:
+            print(f"sweep {name} {s} M={M} {c}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"); continue
+        rec(name, f"sweep_{s}_M{M}_R{R}_nw{c['num_warps']}_bn{bn}_ns{c['num_stages']}_split{split}", us, 'us', byts / bw / 1e3)
+
+if __name__ == '__main__':
+    main()
