@@ -235,7 +235,7 @@ def generate(model:Llama,
 # %% ../nbs/12_generate.ipynb #22e38a00
 @patch
 def generate(self:Llama,
-             prompt,          # a str (encoded with BOS), a list of ids, or a list of those (a batch)
+             prompt,          # a str (encoded as the model's tokenizer does: `encode_prompt`), a list of ids, or a list of those (a batch)
              callback=None,   # callback(row, text) gets the text as it is produced
              **kw,            # SamplingParams fields, overriding the model's generation defaults
             ):
@@ -245,7 +245,7 @@ def generate(self:Llama,
     if not prompts: raise ValueError("no prompt given")
     tok = getattr(self, 'tokenizer', None)
     if tok is None and any(isinstance(p, str) for p in prompts): raise ValueError("a text prompt needs a tokenizer, and this model has none (model.tokenizer)")
-    ids = [tok.encode(p, bos=True) if isinstance(p, str) else list(p) for p in prompts]
+    ids = [tok.encode_prompt(p) if isinstance(p, str) else list(p) for p in prompts]
     out = generate(self, ids, SamplingParams.from_config(self.config.generation, **kw), callback)
     return out[0] if single else out
 
