@@ -22,6 +22,8 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
+# `demo`: what building the embedded SmolLM2 demo from its GGUF file needs (transformers reads GGUF)
+demo_requirements = (cfg.get('demo_requirements') or '').split()
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -36,7 +38,7 @@ setuptools.setup(
     include_package_data = True,
     package_data = {'qllama': ['assets/*', 'assets/**/*']},
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, 'demo': demo_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),
