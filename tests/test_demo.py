@@ -87,7 +87,7 @@ def test_build_is_atomic_and_cached(tmp_path, monkeypatch):
 def test_missing_build_dependencies(monkeypatch, tmp_path):
     "Without gguf (or transformers, accelerate) the build says what to install."
     monkeypatch.setitem(sys.modules, 'gguf', None)  # makes `import gguf` raise ImportError
-    with pytest.raises(ImportError, match='pip install transformers gguf accelerate'):
+    with pytest.raises(ImportError, match=r"pip install 'qllama\[demo\]'"):
         demo_mod.read_gguf(tmp_path/'m.gguf')
 
 def test_default_cache(demo):
