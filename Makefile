@@ -24,6 +24,7 @@ install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(TORCH)
 	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install --no-deps $$(cat tools/interop-requirements.txt)
 
 demo: install
 	$(BIN)/qllama chat
