@@ -1,9 +1,9 @@
 "Loading: peak host memory while streaming a >1 GB GPTQ checkpoint, hub resolution from a local cache."
-import json, math, os, subprocess, sys, textwrap
-from pathlib import Path
+import math
 import pytest, torch
 from qllama.config import QuantConfig, fixture_path
 from qllama.load import save_checkpoint, tiny_config, resolve, info, read_header
+from rss_probe import peak_rss
 
 # A Llama-7B-wide GPTQ checkpoint (4-bit, 128g, act-order) of 8 layers: ~1.3 GB on disk.
 CFG = tiny_config(hidden_size=4096, intermediate_size=11008, num_hidden_layers=8, num_attention_heads=32,
@@ -38,31 +38,20 @@ def big_checkpoint(tmp_path_factory):
     del t
     return path
 
-PROBE = textwrap.dedent('''
-    import sys, threading, time, json, torch
-    def anon():
-        for l in open('/proc/self/status'):
-            if l.startswith('RssAnon:'): return int(l.split()[1]) * 1024
-    peak = [anon()]; base = peak[0]; stop = []
-    def watch():
-        while not stop: peak[0] = max(peak[0], anon()); time.sleep(0.002)
-    threading.Thread(target=watch, daemon=True).start()
+SETUP = "import sys, torch"
+LOAD = '''
     from qllama.load import Llama, ModelConfig, load_weights, weight_files
     mc = ModelConfig.from_dir(sys.argv[1])
     m = Llama(mc, dtype=torch.float16, device='cpu'); m.config = mc
-    after_alloc = anon()
     load_weights(m, weight_files(sys.argv[1]), progress=False)
-    stop.append(1); time.sleep(0.01)
-    model = sum(t.numel()*t.element_size() for t in m.state_dict().values())
-    print(json.dumps(dict(base=base, after_alloc=after_alloc, peak=peak[0], model=model)))
-''')
+    extra['model'] = sum(t.numel()*t.element_size() for t in m.state_dict().values())
+'''
 
 def test_streaming_peak_memory(big_checkpoint):
     "Peak anonymous memory while loading stays at the model's own size plus about one tensor, far below model + checkpoint."
     ck_bytes = sum(f.stat().st_size for f in big_checkpoint.glob('*.safetensors'))
     assert ck_bytes > 1e9
-    out = subprocess.run([sys.executable, '-c', PROBE, str(big_checkpoint)], capture_output=True, text=True, check=True)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = peak_rss(SETUP, LOAD, big_checkpoint)
     largest = max(math.prod(s)*(2 if dt in ("F16", "BF16") else 4) for dt, s in read_header(big_checkpoint/"model.safetensors").values())
     overhead = r['peak'] - r['base'] - r['model']
     print(f"\ncheckpoint {ck_bytes/2**30:.2f} GiB, model in memory {r['model']/2**30:.2f} GiB, "

@@ -1,13 +1,13 @@
 """The GPTQ quantizer end to end (nbs/18_quantize.ipynb): every setting through the whole pipeline, sharded output,
 peak memory while streaming the source, and an independent reader (GPTQModel) loading a qllama-made checkpoint."""
-import json, math, os, subprocess, sys, textwrap
-from dataclasses import replace
+import json, math, os
 from pathlib import Path
 import pytest, torch
 from qllama.config import ModelConfig, QuantConfig, fixture_path
 from qllama.load import load, random_checkpoint, tiny_config, read_header
 from qllama.perplexity import perplexity, stdlib_glob, text_files
 from qllama.quantize import quantize, calibration_windows, gptq_quantize, Hessian, dequant
+from rss_probe import peak_rss
 
 TOK = fixture_path('chatml')   # a 400-token BPE tokenizer.json: small models with a real tokenizer
 CFG = tiny_config(vocab_size=512, max_position_embeddings=256)
@@ -84,22 +84,15 @@ def test_lazy_blocks_same_integers():
 def big(layers): return tiny_config(vocab_size=512, hidden_size=512, intermediate_size=2048, num_hidden_layers=layers,
                                     num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=256)
 
-PROBE = textwrap.dedent('''
-    import sys, threading, time, json, torch
-    def anon():
-        for l in open('/proc/self/status'):
-            if l.startswith('RssAnon:'): return int(l.split()[1]) * 1024
+SETUP = """
+    import sys, torch
     from qllama.config import QuantConfig
     from qllama.quantize import quantize
-    peak = [anon()]; base = peak[0]; stop = []
-    def watch():
-        while not stop: peak[0] = max(peak[0], anon()); time.sleep(0.002)
-    threading.Thread(target=watch, daemon=True).start()
+"""
+QUANTIZE = """
     quantize(sys.argv[1], sys.argv[2], QuantConfig(bits=4, group_size=128, desc_act=True), nsamples=4, seqlen=128,
              shard_bytes=4 * 2**20, progress=False)
-    stop.append(1); time.sleep(0.01)
-    print(json.dumps(dict(base=base, peak=peak[0])))
-''')
+"""
 
 def test_streaming_peak_memory(tmp_path):
     "Peak memory does not grow with the number of layers: 16 layers cost what 4 do, so a 70B never has to fit at once."
@@ -107,8 +100,7 @@ def test_streaming_peak_memory(tmp_path):
     for n in (4, 16):
         src = random_checkpoint(tmp_path/f'src{n}', big(n), None, tokenizer_from=TOK)
         size[n] = 4 * sum(math.prod(s) for _, s in read_header(src/'model.safetensors').values())  # bytes in fp32
-        out = subprocess.run([sys.executable, '-c', PROBE, str(src), str(tmp_path/f'q{n}')], capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = peak_rss(SETUP, QUANTIZE, src, tmp_path/f'q{n}')
         over[n] = r['peak'] - r['base']
         print(f"\n{n} layers: source {size[n]/2**20:.0f} MiB in fp32, peak anon RSS over start {over[n]/2**20:.0f} MiB")
         assert len(list((tmp_path/f'q{n}').glob('model-*.safetensors'))) > 1
