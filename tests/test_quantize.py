@@ -6,7 +6,7 @@ import pytest, torch
 from qllama.config import ModelConfig, QuantConfig, fixture_path
 from qllama.load import load, random_checkpoint, tiny_config, read_header
 from qllama.perplexity import perplexity, stdlib_glob, text_files
-from qllama.quantize import quantize, calibration_windows, gptq_quantize, Hessian, dequant
+from qllama.quantize import quantize, calibration_windows, gptq_quantize, Hessian
 from rss_probe import peak_rss
 
 TOK = fixture_path('chatml')   # a 400-token BPE tokenizer.json: small models with a real tokenizer
