@@ -8,10 +8,12 @@ Run on a machine with one CUDA GPU, from the repository root:
 
 For each branch (4-bit and 3-bit; no group, 128g, 32g; all act-order) it builds random GPTQ tensors on the GPU
 at the seven linear shapes of one 70B layer, checks the kernel against the fp32 reference (relative error),
-measures the device-to-device copy bandwidth, and times one layer's seven linears (× 80 layers = the linear time
-of one decoded token) at M=1 and M=16, with CUDA graphs and `triton.testing.do_bench` medians, plus M=1 variants
-(prefetch on, the other `R`, x gathered by torch). Baselines in the same run: fp16 cuBLAS (`F.linear`) and torch's
-int4 kernel (`_weight_int4pack_mm`, gpt-fast's path). JSON records (card, branch, metric, value, unit, floor,
+measures the device-to-device copy bandwidth, and times the linear layers of one decoded token (one layer × 80) at
+M=1 and M=16 with CUDA graphs and `triton.testing.do_bench` medians, two ways: as the fast path runs them (q/k/v
+joined, gate/up joined, inputs already in sorted order except o's, which is gathered: 4 matmuls + 1 gather per
+layer) and as seven separate linears that each gather their input. `--sweep` also times launch configurations
+per shape. Baselines in the same run: fp16 cuBLAS (`F.linear`, seven linears) and torch's int4 kernel
+(`_weight_int4pack_mm`, gpt-fast's path). JSON records (card, branch, metric, value, unit, floor,
 fraction_of_floor) go to `--out` (default `bench/results/`); a short table is printed last.
 """
 import argparse, json, os, time
@@ -25,17 +27,23 @@ HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, LAYERS = 8192, 28672, 64, 8, 128, 80
 SHAPES = {  # name: (in_features, out_features)
     'q': (HIDDEN, HEADS * HEAD_DIM), 'k': (HIDDEN, KV_HEADS * HEAD_DIM), 'v': (HIDDEN, KV_HEADS * HEAD_DIM),
     'o': (HEADS * HEAD_DIM, HIDDEN), 'gate': (HIDDEN, INTER), 'up': (HIDDEN, INTER), 'down': (INTER, HIDDEN)}
+JOINED = {'qkv': (HIDDEN, (HEADS + 2 * KV_HEADS) * HEAD_DIM), 'o': (HEADS * HEAD_DIM, HIDDEN), 'gate_up': (HIDDEN, 2 * INTER),
+          'down': (INTER, HIDDEN)}
 BRANCHES = [(4, -1), (4, 128), (4, 32), (3, -1), (3, 128), (3, 32)]
 
 def branch_name(bits, gs): return f"{bits}bit-{'nogroup' if gs == -1 else f'{gs}g'}-actorder"
 
 def n_groups(K, gs): return 1 if gs == -1 else -(-K // gs)
 
-def random_gptq(K, N, bits, gs, dev):
-    "Random AutoGPTQ tensors (v1 zeros, act-order g_idx) built directly on `dev`."
+def random_gptq(K, N, bits, gs, dev, sym=True):
+    "Random AutoGPTQ tensors (v1 zeros, symmetric as the Code Llama branches or random, act-order g_idx) built on `dev`."
     G = n_groups(K, gs)
     qweight = torch.randint(-2**31, 2**31 - 1, (K * bits // 32, N), dtype=torch.int32, device=dev)
-    qzeros = torch.randint(-2**31, 2**31 - 1, (G, -(-N * bits // 32)), dtype=torch.int32, device=dev)
+    if sym:
+        from qllama.gptq import pack_cols
+        qzeros = pack_cols(torch.full((G, N), 2 ** (bits - 1) - 1, dtype=torch.int32, device=dev), bits)
+    else:
+        qzeros = torch.randint(-2**31, 2**31 - 1, (G, -(-N * bits // 32)), dtype=torch.int32, device=dev)
     scales = (torch.rand(G, N, device=dev) * 0.01 + 0.002).half()
     g = torch.zeros(K, dtype=torch.int32, device=dev) if gs == -1 else torch.arange(K, device=dev, dtype=torch.int32) // gs
     g_idx = g[torch.randperm(K, device=dev)] if gs != -1 else g
@@ -80,49 +88,48 @@ def main():
     rec('-', 'copy_bandwidth', bw, 'GB/s')
     branches = BRANCHES if args.branches == 'all' else [b for b in BRANCHES if branch_name(*b) in args.branches.split(',')]
     L = args.layers
+    byts = lambda shapes, bits, gs, M: sum(gm.gptq_matmul_bytes(K, N, bits, gs, M) for K, N in shapes.values()) * LAYERS
 
     for bits, gs in branches:
         name = branch_name(bits, gs)
         t0 = time.time()
-        # correctness at real shapes: fresh random tensors, the kernel against the fp32 reference
+        # correctness at real shapes: fresh random tensors (symmetric and not), the kernel against the fp32 reference
         for shp in ('k', 'down'):
-            K, N = SHAPES[shp]
-            t = random_gptq(K, N, bits, gs, dev)
-            p = gm.prepare(*t, bits=bits, group_size=gs)
-            for M in (1, 16, 300):
-                x = torch.randn(M, K, device=dev, dtype=torch.float16)
-                y = gm.gptq_matmul(x, p)
-                e = relerr(y, gm.gptq_matmul_ref(x, *t, None, bits))
-                rec(name, f'rel_err_{shp}_M{M}', e, 'relative')
-                assert e < 1e-2 and torch.isfinite(y).all(), f"{name} {shp} M={M}: rel err {e}"
-            del t, p
-        # timing: L distinct layers of 7 linears, in one CUDA graph; launch variants of the decode path
-        R0 = 16 if bits == 4 else 8
-        variants = {'default': ({}, {}), 'prefetch': ({}, dict(prefetch=True)), f'R{24 - R0}': (dict(R=24 - R0), {})}
-        if gs != -1: variants['torch-gather'] = ({}, dict(gather=True))
-        layers_by_R = {}
-        for vname, (prep_kw, call_kw) in variants.items():
-            R = prep_kw.get('R', R0)
-            if R not in layers_by_R:
-                layers_by_R.clear(); torch.cuda.empty_cache()
-                layers_by_R[R] = [{s: gm.prepare(*random_gptq(*SHAPES[s], bits, gs, dev), bits=bits, group_size=gs, R=R)
-                                   for s in SHAPES} for _ in range(L)]
-            layers = layers_by_R[R]
-            for M in ((1, 16) if vname == 'default' else (1,)):
-                xs = {K: torch.randn(M, K, device=dev, dtype=torch.float16) for K in (HIDDEN, INTER)}
-                fns = [(lambda p=p, x=xs[SHAPES[s][0]]: gm.gptq_matmul(x, p, **call_kw)) for lay in layers for s, p in lay.items()]
-                ms = graph_time(fns) / L * LAYERS
-                byts = sum(gm.gptq_matmul_bytes(*SHAPES[s], bits, gs, M) for s in SHAPES) * LAYERS
-                floor_ms = byts / bw / 1e6
-                tag = '' if vname == 'default' else f'_{vname}'
-                rec(name, f'token_linear_time_M{M}{tag}', ms, 'ms', floor_ms)
-                rec(name, f'bandwidth_M{M}{tag}', byts / ms / 1e6, 'GB/s', bw)
-                table.append((name + ('' if vname == 'default' else f' [{vname}]'), M, ms, floor_ms))
-                if name in args.sweep.split(',') and vname == 'default':
-                    for s in ('q', 'gate', 'down'):
-                        sweep(layers, s, M, xs[SHAPES[s][0]], bits, gs, bw, name, rec)
-        del layers_by_R, layers
-        torch.cuda.empty_cache()
+            for sym in (True, False):
+                K, N = SHAPES[shp]
+                t = random_gptq(K, N, bits, gs, dev, sym=sym)
+                p = gm.prepare(*t, bits=bits, group_size=gs)
+                assert p.sym == sym
+                for M in (1, 3, 16, 300):
+                    x = torch.randn(M, K, device=dev, dtype=torch.float16)
+                    y = gm.gptq_matmul(x, p)
+                    e = relerr(y, gm.gptq_matmul_ref(x, *t, None, bits))
+                    rec(name, f'rel_err_{shp}_M{M}_{"sym" if sym else "asym"}', e, 'relative')
+                    assert e < 1e-2 and torch.isfinite(y).all(), f"{name} {shp} M={M} sym={sym}: rel err {e}"
+                del t, p
+        # the fast path's matmuls: joined, inputs sorted (o's gathered by gptq_matmul)
+        layers = [{s: gm.prepare(*random_gptq(K, N, bits, gs, dev), bits=bits, group_size=gs) for s, (K, N) in JOINED.items()}
+                  for _ in range(L)]
+        for M in (1, 16):
+            xs = {K: torch.randn(M, K, device=dev, dtype=torch.float16) for K in (HIDDEN, INTER)}
+            fns = [(lambda p=p, x=xs[JOINED[s][0]], srt=s != 'o': gm.gptq_matmul(x, p, x_sorted=srt)) for lay in layers for s, p in lay.items()]
+            ms = graph_time(fns) / L * LAYERS
+            floor_ms = byts(JOINED, bits, gs, M) / bw / 1e6
+            rec(name, f'token_linear_time_M{M}', ms, 'ms', floor_ms)
+            table.append((name, M, ms, floor_ms))
+            if name in args.sweep.split(','):
+                for s in JOINED: sweep(layers, s, M, xs[JOINED[s][0]], bits, gs, bw, name, rec)
+        del layers; torch.cuda.empty_cache()
+        # seven separate linears, each gathering its input
+        layers = [{s: gm.prepare(*random_gptq(K, N, bits, gs, dev), bits=bits, group_size=gs) for s, (K, N) in SHAPES.items()}
+                  for _ in range(L)]
+        xs = {K: torch.randn(1, K, device=dev, dtype=torch.float16) for K in (HIDDEN, INTER)}
+        fns = [(lambda p=p, x=xs[SHAPES[s][0]]: gm.gptq_matmul(x, p)) for lay in layers for s, p in lay.items()]
+        ms = graph_time(fns) / L * LAYERS
+        floor_ms = byts(SHAPES, bits, gs, 1) / bw / 1e6
+        rec(name, 'token_linear_time_M1_seven_gathered', ms, 'ms', floor_ms)
+        table.append((name + ' [7 linears]', 1, ms, floor_ms))
+        del layers; torch.cuda.empty_cache()
         print(f"{name}: {time.time() - t0:.0f}s", flush=True)
 
     # baselines: fp16 cuBLAS and torch's int4 (tinygemm) kernel
@@ -131,16 +138,16 @@ def main():
         xs = {K: torch.randn(M, K, device=dev, dtype=torch.float16) for K in (HIDDEN, INTER)}
         fns = [(lambda w=w, x=xs[w.shape[1]]: F.linear(x, w)) for lay in ws for w in lay.values()]
         ms = graph_time(fns) / L * LAYERS
-        byts = sum(K * N * 2 + M * (K + N) * 2 for K, N in SHAPES.values()) * LAYERS
-        rec('cublas-fp16', f'token_linear_time_M{M}', ms, 'ms', byts / bw / 1e6)
-        table.append(('cublas-fp16', M, ms, byts / bw / 1e6))
+        b = sum(K * N * 2 + M * (K + N) * 2 for K, N in SHAPES.values()) * LAYERS
+        rec('cublas-fp16', f'token_linear_time_M{M}', ms, 'ms', b / bw / 1e6)
+        table.append(('cublas-fp16', M, ms, b / bw / 1e6))
         del ws
         for gsz in (256, 128, 32):
             try:
                 ws = []
                 for _ in range(L):
                     lay = {}
-                    for s, (K, N) in SHAPES.items():
+                    for s, (K, N) in JOINED.items():
                         w = torch.randint(0, 256, (N, K // 2), dtype=torch.uint8, device=dev)
                         wp = torch.ops.aten._convert_weight_to_int4pack(w, 8)
                         sz = torch.rand(K // gsz, N, 2, device=dev, dtype=torch.bfloat16) * 0.01
@@ -150,9 +157,9 @@ def main():
                 fns = [(lambda wp=wp, sz=sz, x=xb[K]: torch.ops.aten._weight_int4pack_mm(x, wp, gsz, sz))
                        for lay in ws for wp, sz, K in lay.values()]
                 ms = graph_time(fns) / L * LAYERS
-                byts = sum(K * N / 2 + (K // gsz) * N * 4 + M * (K + N) * 2 for K, N in SHAPES.values()) * LAYERS
-                rec(f'torch-int4-{gsz}g', f'token_linear_time_M{M}', ms, 'ms', byts / bw / 1e6)
-                table.append((f'torch-int4-{gsz}g', M, ms, byts / bw / 1e6))
+                b = sum(K * N / 2 + (K // gsz) * N * 4 + M * (K + N) * 2 for K, N in JOINED.values()) * LAYERS
+                rec(f'torch-int4-{gsz}g', f'token_linear_time_M{M}', ms, 'ms', b / bw / 1e6)
+                table.append((f'torch-int4-{gsz}g (joined)', M, ms, b / bw / 1e6))
                 del ws
             except (RuntimeError, NotImplementedError) as e:
                 print(f"torch int4 kernel unavailable ({gsz}g, M={M}): {str(e).splitlines()[0]}")
@@ -161,35 +168,29 @@ def main():
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     slug = card.replace(' ', '_')
     (out / f'gptq_matmul_{slug}.json').write_text(json.dumps(recs, indent=1))
-    print(f"\n{card}; copy bandwidth {bw:.0f} GB/s; linear time of one token (7 linears x {LAYERS} layers), do_bench median of CUDA-graph replays")
-    print(f"{'branch':<28}{'M':>4}{'ms/token':>10}{'floor ms':>10}{'of floor':>10}")
+    print(f"\n{card}; copy bandwidth {bw:.0f} GB/s; linear time of one token (x {LAYERS} layers), do_bench median of CUDA-graph replays")
+    print(f"{'branch':<40}{'M':>4}{'ms/token':>10}{'floor ms':>10}{'of floor':>10}")
     for name, M, ms, fl in table:
-        print(f"{name:<28}{M:>4}{ms:>10.2f}{fl:>10.2f}{fl / ms:>10.1%}")
+        print(f"{name:<40}{M:>4}{ms:>10.2f}{fl:>10.2f}{fl / ms:>10.1%}")
 
 def sweep(layers, s, M, x, bits, gs, bw, name, rec):
-    "Time launch configurations of one shape, cycling through the distinct layers' copies."
-    K, N = SHAPES[s]
+    "Time launch configurations of one joined shape, cycling through the distinct layers' copies."
+    K, N = JOINED[s]
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    cfgs = ([dict(R=R, num_warps=nw, block_n=128 * nw, mult=mult, num_stages=1) for R, nw, mult in
-             [(16, 4, 2), (16, 4, 4), (16, 4, 8), (8, 4, 2), (8, 4, 4), (8, 4, 8), (8, 8, 4), (16, 2, 4)]] if M == 1 else
-            [dict(R=R, num_warps=4, block_n=bn, mult=mult, num_stages=ns) for R, bn, ns, mult in
-             [(16, 64, 3, 2), (16, 128, 3, 2), (16, 128, 3, 4), (16, 64, 3, 4), (16, 128, 2, 2), (8, 128, 3, 2)]])
-    by_r = {}
+    cfgs = ([dict(U=U, num_warps=nw, occ=occ) for U in (1, 2, 4) for nw in (4, 8) for occ in (2, 4)] if M == 1 else
+            [dict(U=U, block_n=bn, num_warps=4, occ=occ) for U in (1, 2) for bn in (32, 64, 128) for occ in (1, 2)])
     for c in cfgs:
-        R, bn, mult = c['R'], c['block_n'], c['mult']
-        if R not in by_r:
-            by_r[R] = [gm.prepare(*random_gptq(K, N, bits, gs, x.device), bits=bits, group_size=gs, R=R) for _ in range(3 if K * N < 2**27 else 2)]
-        ps = by_r[R]
+        occ = c.pop('occ')
+        bn = c.get('block_n', 128 * c['num_warps'])
         tiles = -(-N // bn) * (1 if M == 1 else -(-M // 16))
-        bk = (32 // bits) * R
-        split = max(1, min(-(-K // bk), -(-mult * sms // tiles)))
-        byts = gm.gptq_matmul_bytes(K, N, bits, gs, M)
+        split = max(1, min(K // 32 // c['U'], round(occ * sms / tiles)))
         try:
-            fns = [(lambda p=p: gm.gptq_matmul(x, p, block_n=bn, num_warps=c['num_warps'], split_k=split, num_stages=c['num_stages'])) for p in ps]
-            us = graph_time(fns) / len(ps) * 1000
+            fns = [(lambda p=lay[s]: gm.gptq_matmul(x, p, x_sorted=True, split_k=split, **c)) for lay in layers]
+            us = graph_time(fns) / len(layers) * 1000
         except Exception as e:
             print(f"sweep {name} {s} M={M} {c}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"); continue
-        rec(name, f"sweep_{s}_M{M}_R{R}_nw{c['num_warps']}_bn{bn}_ns{c['num_stages']}_split{split}", us, 'us', byts / bw / 1e3)
+        rec(name, f"sweep_{s}_M{M}_" + "_".join(f"{k}{v}" for k, v in c.items()) + f"_split{split}", us, 'us',
+            gm.gptq_matmul_bytes(K, N, bits, gs, M) / bw / 1e3)
 
 if __name__ == '__main__':
     main()

@@ -33,6 +33,9 @@ def build(layers, bits, group_size, seed=0):
     with torch.no_grad():
         for mod in m.modules():
             if isinstance(mod, QuantLinear): random_gptq_(mod, g)
+        for b in m.model.layers:   # one act-order per input, as GPTQ makes them (q/k/v and gate/up share a Hessian)
+            for l in (b.self_attn.k_proj, b.self_attn.v_proj): l.g_idx.copy_(b.self_attn.q_proj.g_idx)
+            b.mlp.up_proj.g_idx.copy_(b.mlp.gate_proj.g_idx)
         m.model.embed_tokens.weight.normal_(0, 1, generator=g)
         m.lm_head.weight.normal_(0, 1 / 8192**0.5, generator=g)
     return m

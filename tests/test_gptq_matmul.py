@@ -1,4 +1,4 @@
-"""Heavier checks of `qllama.gptq_matmul`: more shapes, both layouts, every split, the error cases.
+"""Heavier checks of `qllama.gptq_matmul`: more shapes, symmetric and not, unit steps, every split, the error cases.
 
 On a machine without a GPU the kernels run in Triton's interpreter (`make test-py` sets TRITON_INTERPRET=1;
 it must be set before `qllama.gptq_matmul` is first imported). With a GPU, `test_cuda_*` also run compiled.
@@ -18,10 +18,10 @@ from qllama.gptq_matmul import gptq_matmul, gptq_matmul_ref, group_order, prepar
 def relerr(a, b): return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-def gptq_tensors(bits, gs, K, N, v2=False, act_order=True, seed=0):
+def gptq_tensors(bits, gs, K, N, v2=False, act_order=True, seed=0, sym=True):
     "AutoGPTQ tensors of a random weight, quantized round-to-nearest (act-order when grouped)."
     g = torch.Generator().manual_seed(seed)
-    quant = QuantConfig(bits=bits, group_size=gs, desc_act=act_order and gs != -1,
+    quant = QuantConfig(bits=bits, group_size=gs, desc_act=act_order and gs != -1, sym=sym,
                         checkpoint_format='gptq_v2' if v2 else 'gptq')
     perm = torch.randperm(K, generator=g) if quant.desc_act else None
     return quantize_rtn(torch.randn(N, K, generator=g), quant, perm=perm)
@@ -39,34 +39,54 @@ def test_group_order_undoes_act_order(gs):
     torch.testing.assert_close(x[:, perm.long()] @ q[perm.long()], x @ q)   # the same sum, reordered
 
 
-@pytest.mark.parametrize('bits,R', [(4, 16), (4, 8), (3, 8), (3, 16)])
-def test_layout_holds_every_sorted_row(bits, R):
-    K, N = 352, 24 if bits == 4 else 32
+@pytest.mark.parametrize('bits', [4, 3])
+def test_layout_holds_every_sorted_row(bits):
+    K, N = 352, 24 if bits == 4 else 32                                    # 11 units of 32 rows
     t = gptq_tensors(bits, 32, K, N)
-    p = prepare(**t, bits=bits, group_size=32, R=R)
-    vpw = 32 // bits
+    p = prepare(**t, bits=bits, group_size=32)
     q = unpack_rows(t['qweight'], bits)[p.perm.long()]                     # sorted rows
-    k = torch.arange(K)
-    b, j, r = k // (vpw * R), k % (vpw * R) // R, k % R
-    got = (p.qweight[b * R + r] >> (bits * j)[:, None]) & (2**bits - 1)
-    assert torch.equal(got, q)
-    assert p.qweight.shape[0] == -(-K // (vpw * R)) * R
+    w = p.qweight.long() & 0xFFFFFFFF
+    assert w.shape[0] == 11 * bits
+    vpl = 4 if bits == 4 else 5                                            # values per 16-bit half
+    for k in range(K):
+        u, r = divmod(k, 32)
+        if r < 2 * vpl * bits:                                             # word a, pair i, half h
+            a, i, h = r // (2 * vpl), r % (2 * vpl) // 2, r % 2
+            got = (w[bits * u + a] >> (16 * h + bits * i)) & (2**bits - 1)
+        else:                                                              # 3 bits, rows 30 and 31: one bit per word
+            got = sum(((w[3 * u + a] >> (15 if r == 30 else 31)) & 1) << a for a in range(3))
+        assert torch.equal(got, q[k]), k
 
 
-CONFIGS = [(bits, gs, R) for bits in (4, 3) for gs in (-1, 32, 64, 128) for R in (8, 16)]
+CONFIGS = [(bits, gs, sym) for bits in (4, 3) for gs in (-1, 32, 64, 128) for sym in (True, False)]
 
-@pytest.mark.parametrize('bits,gs,R', CONFIGS)
-def test_matches_reference(bits, gs, R):
+@pytest.mark.parametrize('bits,gs,sym', CONFIGS)
+def test_matches_reference(bits, gs, sym):
     K, N = (416, 72) if bits == 4 else (416, 96)                         # 416 = 13*32: short last group at 64, 128
-    t = gptq_tensors(bits, gs, K, N, seed=bits * 1000 + gs + R)
+    t = gptq_tensors(bits, gs, K, N, seed=bits * 1000 + gs, sym=sym)
     bias = torch.randn(N).half()
-    p = prepare(**t, bits=bits, group_size=gs, bias=bias, R=R)
-    for M, launch in [(1, {}), (1, dict(split_k=3, prefetch=True)), (2, dict(split_k=2)), (70, {})]:
+    p = prepare(**t, bits=bits, group_size=gs, bias=bias)
+    assert p.sym == sym
+    for M, launch in [(1, {}), (1, dict(split_k=3, U=1)), (1, dict(U=2, num_warps=1)), (3, dict(U=4)), (5, dict(split_k=2)), (70, {})]:
         x = torch.randn(M, K).half()
         ref = gptq_matmul_ref(x, **t, bias=bias, bits=bits)
         y = gptq_matmul(x, p, **launch)
         assert y.dtype == torch.float16 and y.shape == (M, N)
         assert relerr(y, ref) < 1e-2, (M, launch, relerr(y, ref))
+
+
+def test_concat_joins_along_out():
+    t1, t2 = gptq_tensors(4, 32, 128, 40, seed=1, sym=False), gptq_tensors(4, 32, 128, 24, seed=2)
+    t2['g_idx'] = t1['g_idx']                                              # one act-order for both, as from one Hessian
+    b1 = torch.randn(40).half()
+    p = gm.concat([prepare(**t1, bits=4, group_size=32, bias=b1), prepare(**t2, bits=4, group_size=32)])
+    assert (p.out_features, p.sym) == (64, False)
+    x = torch.randn(2, 128).half()
+    want = torch.cat([gptq_matmul_ref(x, **t1, bias=b1, bits=4), gptq_matmul_ref(x, **t2, bias=None, bits=4)], -1)
+    for M in (1, 2):
+        assert relerr(gptq_matmul(x[:M], p), want[:M]) < 1e-2
+    with pytest.raises(ValueError, match='same act-order'):
+        gm.concat([prepare(**t1, bits=4, group_size=32), prepare(**gptq_tensors(4, 32, 128, 8, seed=3), bits=4, group_size=32)])
 
 
 @pytest.mark.parametrize('split_k', [1, 2, 5, 100])
@@ -99,14 +119,18 @@ def test_v2_zeros_and_static_groups(bits):
     assert relerr(gptq_matmul(x, p), gptq_matmul_ref(x, **t, bias=None, bits=bits, v2=True)) < 1e-2
 
 
-def test_leading_dims_noncontiguous_and_gather():
+def test_leading_dims_noncontiguous_and_sorted():
     t = gptq_tensors(4, 128, 256, 40)
     p = prepare(**t, bits=4, group_size=128)
     x = torch.randn(2, 3, 512).half()[..., ::2]                            # [2, 3, 256], column stride 2
     ref = gptq_matmul_ref(x, **t, bias=None, bits=4)
-    for gather in (False, True):
-        y = gptq_matmul(x, p, gather=gather)
-        assert y.shape == (2, 3, 40) and relerr(y, ref) < 1e-2
+    y = gptq_matmul(x, p)
+    assert y.shape == (2, 3, 40) and relerr(y, ref) < 1e-2
+    assert relerr(gptq_matmul(x[..., p.perm.long()], p, x_sorted=True), ref) < 1e-2
+    t = gptq_tensors(4, -1, 256, 40)                                       # no perm: x is read where it lies
+    p = prepare(**t, bits=4, group_size=-1)
+    x = torch.randn(1, 257).half()[:, 1:]                                  # 2-byte offset: pairs need 4-byte alignment
+    assert relerr(gptq_matmul(x, p), gptq_matmul_ref(x, **t, bias=None, bits=4)) < 1e-2
 
 
 def test_agrees_with_quantlinear():
@@ -126,16 +150,16 @@ def test_errors():
     with pytest.raises(ValueError, match='95 features'): gptq_matmul(torch.randn(2, 95).half(), p)
     with pytest.raises(ValueError, match='fp16'): gptq_matmul(torch.randn(2, 96, dtype=torch.bfloat16), p)
     with pytest.raises(ValueError, match='3- and 4-bit'): prepare(**t, bits=8, group_size=32)
-    with pytest.raises(ValueError, match='multiple of 16'): prepare(**t, bits=4, group_size=24)
+    with pytest.raises(ValueError, match='multiple of 32'): prepare(**t, bits=4, group_size=16)
     with pytest.raises(ValueError, match='32 rows in each group'): prepare(**{**t, 'g_idx': torch.ones_like(t['g_idx'])}, bits=4, group_size=32)
     with pytest.raises(ValueError, match='fp16'): prepare(**{**t, 'scales': t['scales'].float()}, bits=4, group_size=32)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
-@pytest.mark.parametrize('bits,gs', [(4, -1), (4, 128), (4, 32), (3, -1), (3, 128), (3, 32)])
-def test_cuda_70b_shape(bits, gs):
-    t = {k: v.cuda() for k, v in gptq_tensors(bits, gs, 8192, 1024).items()}
+@pytest.mark.parametrize('bits,gs,sym', [(b, g, s) for b in (4, 3) for g in (-1, 128, 32) for s in (True, False)])
+def test_cuda_70b_shape(bits, gs, sym):
+    t = {k: v.cuda() for k, v in gptq_tensors(bits, gs, 8192, 1024, sym=sym).items()}
     p = prepare(**t, bits=bits, group_size=gs)
-    for M in (1, 16, 300):
+    for M in (1, 3, 16, 300):
         x = torch.randn(M, 8192, device='cuda').half()
         assert relerr(gptq_matmul(x, p), gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2
