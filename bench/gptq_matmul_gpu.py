@@ -31,7 +31,9 @@ JOINED = {'qkv': (HIDDEN, (HEADS + 2 * KV_HEADS) * HEAD_DIM), 'o': (HEADS * HEAD
           'down': (INTER, HIDDEN)}
 BRANCHES = [(4, -1), (4, 128), (4, 32), (3, -1), (3, 128), (3, 32)]
 
-def branch_name(bits, gs): return f"{bits}bit-{'nogroup' if gs == -1 else f'{gs}g'}-actorder"
+def branch_name(bits, gs):
+    "TheBloke's branch name of a (bits, group size) pair, all act-order."
+    return 'main' if (bits, gs) == (4, -1) else f"gptq-{bits}bit-{gs if gs != -1 else '-1'}g-actorder_True"
 
 def n_groups(K, gs): return 1 if gs == -1 else -(-K // gs)
 

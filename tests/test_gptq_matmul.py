@@ -67,7 +67,7 @@ def test_matches_reference(bits, gs, sym):
     bias = torch.randn(N).half()
     p = prepare(**t, bits=bits, group_size=gs, bias=bias)
     assert p.sym == sym
-    for M, launch in [(1, {}), (1, dict(split_k=3, U=1)), (1, dict(U=2, num_warps=1)), (3, dict(U=4)), (5, dict(split_k=2)), (70, {})]:
+    for M, launch in [(1, {}), (1, dict(split_k=3, U=1)), (1, dict(U=2, num_warps=1, prefetch=True)), (3, dict(U=4)), (5, dict(split_k=2)), (70, {})]:
         x = torch.randn(M, K).half()
         ref = gptq_matmul_ref(x, **t, bias=bias, bits=bits)
         y = gptq_matmul(x, p, **launch)
@@ -98,6 +98,7 @@ def test_every_split_and_counters_reset(split_k):
     for _ in range(2):                                                     # the second call reuses the counters
         assert relerr(gptq_matmul(x, p, split_k=split_k), ref) < 1e-2
     assert not gm._COUNTERS or all(int(c.abs().sum()) == 0 for c in gm._COUNTERS.values())
+
 
 
 def test_v1_zero_of_sixteen():
