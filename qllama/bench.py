@@ -66,7 +66,7 @@ def record(card:str, branch:str, metric:str, value, unit:str, floor=None, **kw) 
     frac = None if floor is None or not value else (floor / value if unit in ('ms', 's') else value / floor)
     return dict(card=card, branch=branch, metric=metric, value=value, unit=unit, floor=floor, fraction_of_floor=frac, **kw)
 
-# %% ../nbs/19_bench.ipynb #88a63b22
+# %% ../nbs/19_bench.ipynb #a0f9cd02
 def random_g_idx(K:int, quant:QuantConfig, g:torch.Generator) -> torch.Tensor: # int32 [K]
     "An act-order `g_idx`: row i's group is its rank in a random order, divided by the group size."
     if quant.group_size == -1: return torch.zeros(K, dtype=torch.int32, device=g.device)
@@ -76,8 +76,8 @@ def random_gptq_(m:QuantLinear, g:torch.Generator, g_idx:torch.Tensor|None=None)
     "Fill `m` with random, well-formed GPTQ tensors on its device; `g_idx` shared with others, or a fresh one."
     q, dev = m.quant, m.qweight.device
     m.qweight.copy_(torch.randint(-2**31, 2**31 - 1, m.qweight.shape, generator=g, device=dev, dtype=torch.int64).int())
-    zero = torch.full((m.qzeros.shape[0], m.out_features), 2**(q.bits - 1) - 1, dtype=torch.int32, device=dev)
-    m.qzeros.copy_(pack_cols(zero, q.bits))                        # symmetric: 2**(bits-1), stored minus one
+    zero = torch.randint(0, 2, (m.qzeros.shape[0], m.out_features), generator=g, device=dev, dtype=torch.int32)
+    m.qzeros.copy_(pack_cols(2**(q.bits - 1) - 1 - zero, q.bits))  # 2**(bits-1) or one less, stored minus one
     m.scales.copy_((torch.rand(m.scales.shape, generator=g, device=dev) + 0.5) * (0.5 / m.in_features**0.5))
     m.g_idx.copy_(random_g_idx(m.in_features, q, g) if g_idx is None else g_idx)
 
@@ -186,13 +186,13 @@ def bench_decode(m:Llama, card:str, branch:str, bw:float, contexts=(128, 4096), 
     del decB
     return recs, (c1, cB)
 
-# %% ../nbs/19_bench.ipynb #4ab797ec
+# %% ../nbs/19_bench.ipynb #2d7f17e8
 def bench_prefill(m:Llama, card:str, branch:str, bw:float, tflops:float, cache:KVCache, T:int=2048, recs=None) -> list:
     "Prefill of one `T`-token prompt into `cache`: tokens/s against the larger of the byte and flop floors."
     cfg, q, dev = m.config.llama, m.config.quant, m.lm_head.weight.device
     recs = [] if recs is None else recs
     ids = torch.randint(0, cfg.vocab_size, (1, T), device=dev)
-    with torch.inference_mode(): ms = median_ms(lambda: m(ids, cache, 0, last_only=True, kv_len=T), 3, 1)
+    with torch.inference_mode(): ms = median_ms(lambda: m(ids, cache, 0, last_only=True, kv_len=T), 2, 1)
     params = sum(i * o for i, o in linear_shapes(cfg).values()) * cfg.num_hidden_layers + cfg.vocab_size * cfg.hidden_size
     flops = 2 * T * params + 2 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * T * T  # linears, causal QK and PV
     floor_s = max(token_bytes(cfg, q, T) / bw / 1e9, flops / tflops / 1e12)
@@ -210,7 +210,7 @@ def bench_linears(m:Llama, card:str, branch:str, bw:float, Ms=(1, 16, 2048), rec
     for M in Ms:
         xs = {k: torch.randn(M, k, device=dev, dtype=torch.float16) for k in {l.in_features for l in lins}}
         fns = [(lambda l=l: gptq_matmul(xs[l.in_features], l.packed)) for l in lins]
-        ms = (_graph_ms(fns) if M <= 16 else median_ms(lambda: [f() for f in fns], 5, 1)) * L
+        ms = (_graph_ms(fns) if M <= 16 else median_ms(lambda: [f() for f in fns], 1, 0)) * L  # M > 16: compiled by the prefill
         nb = L * sum(gptq_matmul_bytes(l.in_features, l.out_features, q.bits, q.group_size, M) for l in lins)
         recs.append(record(card, branch, f'linears_M{M}', ms, 'ms', nb / bw / 1e6, impl='qllama', M=M, layers=L))
     return recs
@@ -352,7 +352,7 @@ def summary(recs:list) -> str:
                    f"{f(d, 'torch-int4:linears_M1'):>7}{f(d, 'exllamav2:linears_M1'):>7}")
     return '\n'.join(out)
 
-# %% ../nbs/19_bench.ipynb #6379c318
+# %% ../nbs/19_bench.ipynb #78284e9f
 def run_bench(branches=tuple(BRANCHES), layers:int=80, contexts=(128, 4096), batch:int=16, prefill:int=2048,
               baselines:bool=True, exllama_src:str|None=None, out:str='bench/results', tag:str='bench', log=print) -> list:
     "Measure `branches` and the baselines on this process's GPU; write `out`/`tag`_<card>.json; the records."
@@ -367,11 +367,11 @@ def run_bench(branches=tuple(BRANCHES), layers:int=80, contexts=(128, 4096), bat
     def save():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps([r | meta for r in recs], indent=1))
-    for b in branches:
+    if baselines: recs += bench_cublas(card, branches, bw, cfg) + bench_torch_int4(card, branches, bw, cfg); save()
+    four = [b for b in branches if BRANCHES[b][0] == 4]
+    for b in four + [b for b in branches if b not in four]:          # 4-bit first: ExLlamaV2 compiles meanwhile
         recs += bench_branch(b, card, bw, tf, cfg, contexts, batch, prefill, log); save()
-    if baselines:
-        recs += bench_cublas(card, branches, bw, cfg); recs += bench_torch_int4(card, branches, bw, cfg); save()
-        if exllama_src and any(BRANCHES[b][0] == 4 for b in branches):
+        if baselines and exllama_src and b == four[-1]:
             t = time.time(); ext = exllama_ext(exllama_src); log(f"ExLlamaV2 extension ready after {time.time() - t:.0f} s more")
             recs += bench_exllama(ext, card, branches, bw, cfg); save()
     log(summary(recs))
