@@ -288,15 +288,17 @@ def exllama_ext(src:str, # the package's `exllamav2_ext` source directory
     return load(name='exllamav2_ext', sources=[os.path.join(src, s) for s in EXLLAMA_SOURCES], extra_include_paths=[src],
                 build_directory=build_dir, extra_cflags=['-Ofast'], extra_cuda_cflags=['-lineinfo', '-O3'], verbose=verbose)
 
-# %% ../nbs/19_bench.ipynb #8c4008b9
+# %% ../nbs/19_bench.ipynb #289406b3
 def exllama_matrix(ext, qweight, qzeros, scales, g_idx, temp_dq):
-    "An ExLlamaV2 `QMatrix` handle for AutoGPTQ 4-bit tensors (v1 zeros); `qweight` is reordered in place."
+    "An ExLlamaV2 `QMatrix` handle for AutoGPTQ 4-bit tensors (v1 zeros), and the tensors it points into (keep them alive)."
     none = torch.empty((1, 1), device='meta')
+    qweight = qweight.clone()                                           # reordered in place by the constructor
     if bool((g_idx != 0).any()):                                        # act-order: it sorts the rows by group
         perm = torch.empty(qweight.shape[0] * 8, dtype=torch.int16, device=qweight.device)
-        return ext.make_q_matrix(qweight, perm, torch.empty_like(perm), none, none, none, none, qzeros, scales,
-                                 g_idx.cpu(), none, temp_dq, 0)
-    return ext.make_q_matrix(qweight, none, none, none, none, none, none, qzeros, scales, none, none, temp_dq, 0)
+        inv = torch.empty_like(perm)
+        return ext.make_q_matrix(qweight, perm, inv, none, none, none, none, qzeros, scales,
+                                 g_idx.cpu(), none, temp_dq, 0), (qweight, perm, inv, qzeros, scales)
+    return ext.make_q_matrix(qweight, none, none, none, none, none, none, qzeros, scales, none, none, temp_dq, 0), (qweight, qzeros, scales)
 
 def bench_exllama(ext, card:str, branches, bw:float, cfg:LlamaConfig, Ms=(1, 16)) -> list:
     "ExLlamaV2's `gemm_half_q_half` over one layer's seven linears, × layers, for the 4-bit branches; checked first."
@@ -311,14 +313,13 @@ def bench_exllama(ext, card:str, branches, bw:float, cfg:LlamaConfig, Ms=(1, 16)
             lin = QuantLinear(i, o, q, device='cuda'); random_gptq_(lin, g)
             if name == 'k_proj':                                       # correctness on one shape, against the fp32 reference
                 x = torch.randn(16, i, device='cuda', dtype=torch.float16)
-                h = exllama_matrix(ext, lin.qweight.clone(), lin.qzeros, lin.scales, lin.g_idx, temp_dq)
+                h, held = exllama_matrix(ext, lin.qweight, lin.qzeros, lin.scales, lin.g_idx, temp_dq)
                 y = torch.empty(16, o, device='cuda', dtype=torch.float16); ext.gemm_half_q_half(x, h, y, False)
                 ref = gptq_matmul_ref(x, lin.qweight, lin.qzeros, lin.scales, lin.g_idx, None, 4)
                 recs.append(record(card, b, 'exllama_rel_err_k_proj_M16', ((y.float() - ref).norm() / ref.norm()).item(), 'relative',
                                    impl='exllamav2'))
-            qw = lin.qweight.clone()
-            mats.append((exllama_matrix(ext, qw, lin.qzeros, lin.scales, lin.g_idx, temp_dq), i, o))
-            keep.append((qw, lin))                                     # the matrix points into these tensors
+            h, held = exllama_matrix(ext, lin.qweight, lin.qzeros, lin.scales, lin.g_idx, temp_dq)
+            mats.append((h, i, o)); keep.append(held)                  # the matrix points into these tensors
         for M in Ms:
             xs = {k: torch.randn(M, k, device='cuda', dtype=torch.float16) for k in {i for _, i, _ in mats}}
             ys = {o: torch.empty(M, o, device='cuda', dtype=torch.float16) for o in {o for _, _, o in mats}}
