@@ -418,6 +418,5 @@ def main(argv=None) -> int:
     a = sub._name_parser_map['bench'].parse_args(argv)
     return a.func(a)
 
-# %% ../nbs/19_bench.ipynb #38560cc8
-#| eval: false
-if __name__ == '__main__': sys.exit(main())
+# %% ../nbs/19_bench.ipynb #4940d7a4
+if __name__ == '__main__' and 'ipykernel' not in sys.modules and 'execnb' not in sys.modules: sys.exit(main())  # not when a notebook runs
