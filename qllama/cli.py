@@ -41,7 +41,7 @@ def _sampling_args(p:argparse.ArgumentParser):
     p.add_argument('--stop', action='append', default=[], help="stop string (repeatable)")
 
 LATER_COMMANDS = [('qllama.server', 'add_serve_parser'), ('qllama.perplexity', 'add_ppl_parser'),
-                  ('qllama.quantize', 'add_quantize_parser')]   # commands whose notebooks come after this one
+                  ('qllama.quantize', 'add_quantize_parser'), ('qllama.bench', 'add_bench_parser')]   # commands whose notebooks come after this one
 
 def parser() -> argparse.ArgumentParser:
     "The `qllama` argument parser."

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from fastcore.basics import patch
 from .model import Llama, KVCache
+from .graph import decoder_for
 from .generate import SamplingParams, TextStream, Row, make_generator, process_logits, sample, seen_mask, stop_ids_of
 
 # %% auto #0
@@ -106,6 +107,7 @@ class Engine:
         self.model, self.tok, self.device = model, getattr(model, 'tokenizer', None), w.device
         self.max_total_tokens, self.max_batch_prefill_tokens = max_total_tokens, max_batch_prefill_tokens
         self.cache = KVCache(cfg, max_batch, max_total_tokens, w.dtype, w.device)
+        self.graph = decoder_for(model, self.cache)  # CUDA-graph decode on the kernel path; None: eager steps
         self.slots, self.stop_ids = SlotAllocator(max_batch), stop_ids_of(model)
         self.special = self.tok.special_ids if self.tok is not None else set()
         self.seen = torch.zeros(max_batch, model.lm_head.out_features, dtype=torch.bool, device=w.device)  # [slots, V]
@@ -250,7 +252,9 @@ def _decode(self:Engine, reqs:list):
     pos = [r.pos for r in reqs]
     tokens = torch.tensor([[r.row.ids[-1]] for r in reqs], device=self.device)                  # [A, 1]
     slots = torch.tensor([r.slot for r in reqs], device=self.device)                            # [A]
-    logits = self.model(tokens, self.cache, torch.tensor(pos, device=self.device), slots, kv_len=max(pos) + 1)[:, -1]  # [A, V]
+    pos_t = torch.tensor(pos, device=self.device)                                               # [A]
+    if self.graph is None: logits = self.model(tokens, self.cache, pos_t, slots, kv_len=max(pos) + 1)[:, -1]  # [A, V]
+    else: logits = self.graph(tokens[:, 0], pos_t, slots, max(pos) + 1)                         # [A, V], replayed
     self._sample(reqs, logits)
 
 @patch

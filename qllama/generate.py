@@ -9,6 +9,7 @@ import torch
 from fastcore.basics import patch
 from .config import GenerationConfig
 from .model import Llama, KVCache
+from .graph import decoder_for
 import qllama.chat  # patches Tokenizer.stop_ids and Tokenizer.encode_chat
 
 # %% auto #0
@@ -217,6 +218,7 @@ def generate(model:Llama,
     cache = KVCache(model.config.llama, len(prompts), max(len(p) + n for p, n in zip(prompts, budgets)), w.dtype, w.device)
     rows = [Row(p, n, TextStream(tok.stream(continuation=True) if tok is not None else None, params.stop)) for p, n in zip(prompts, budgets)]
     stop_ids, gen = stop_ids_of(model), make_generator(params.seed, w.device)
+    graph = decoder_for(model, cache)                        # CUDA-graph decode on the kernel path; None: eager steps
     logits = prefill(model, prompts, cache)                  # [B, V]
     seen = seen_mask(prompts, logits.shape[-1], w.device)    # [B, V]
     active = torch.arange(len(prompts), device=w.device)     # [A] rows still generating
@@ -230,7 +232,9 @@ def generate(model:Llama,
         if not keep.any(): return [r.completion() for r in rows]
         active, ids = active[keep], ids[keep]
         pos = [len(rows[b].prompt) + len(rows[b].ids) - 1 for b in active.tolist()]  # ragged: each row's own position
-        logits = decode_step(model, ids, cache, torch.tensor(pos, device=w.device), active, max(pos) + 1)  # [A, V]
+        pos_t = torch.tensor(pos, device=w.device)
+        if graph is None: logits = decode_step(model, ids, cache, pos_t, active, max(pos) + 1)  # [A, V]
+        else: logits = graph(ids, pos_t, active, max(pos) + 1)                                # [A, V], replayed
 
 # %% ../nbs/12_generate.ipynb #22e38a00
 @patch
