@@ -76,9 +76,9 @@ def random_gptq_(m:QuantLinear, g:torch.Generator, g_idx:torch.Tensor|None=None)
     "Fill `m` with random, well-formed GPTQ tensors on its device; `g_idx` shared with others, or a fresh one."
     q, dev = m.quant, m.qweight.device
     m.qweight.copy_(torch.randint(-2**31, 2**31 - 1, m.qweight.shape, generator=g, device=dev, dtype=torch.int64).int())
-    zero = torch.randint(0, 2, (m.qzeros.shape[0], m.out_features), generator=g, device=dev, dtype=torch.int32)
-    m.qzeros.copy_(pack_cols(2**(q.bits - 1) - 1 - zero, q.bits))  # 2**(bits-1) or one less, stored minus one
-    m.scales.copy_((torch.rand(m.scales.shape, generator=g, device=dev) + 0.5) * (0.5 / m.in_features**0.5))
+    m.qzeros.copy_(pack_cols(torch.full((m.qzeros.shape[0], m.out_features), 2**(q.bits - 1) - 1, dtype=torch.int32, device=dev), q.bits))
+    sign = torch.randint(0, 2, m.scales.shape, generator=g, device=dev) * 2 - 1   # symmetric zeros (stored minus one), as the Code Llama branches;
+    m.scales.copy_((torch.rand(m.scales.shape, generator=g, device=dev) + 0.5) * (0.5 / m.in_features**0.5) * sign)  # a random sign cancels q's -1/2 mean
     m.g_idx.copy_(random_g_idx(m.in_features, q, g) if g_idx is None else g_idx)
 
 # %% ../nbs/19_bench.ipynb #29b07913

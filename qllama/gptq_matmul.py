@@ -413,6 +413,10 @@ def _dot_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
 # %% ../nbs/04_gptq_matmul.ipynb #63c00294
 _COUNTERS, _WORKSPACE, _RETIRED = {}, {}, []
 
+def _asm_ok(device) -> bool:
+    "Whether the PTX unit (and Hopper's launch control) can run: a CUDA device, not Triton's interpreter."
+    return device.type == 'cuda' and os.environ.get('TRITON_INTERPRET', '0') != '1'
+
 def _counters(device, n:int) -> torch.Tensor:
     "The arrival-counter buffer of `device`, at least `n` long (zeroed once, self-resetting)."
     c = _COUNTERS.get(device)
@@ -462,10 +466,6 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
                 PREFETCH=bool(prefetch)), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
-def _asm_ok(device) -> bool:
-    "Whether the PTX unit can run: a CUDA device, not Triton's interpreter."
-    return device.type == 'cuda' and os.environ.get('TRITON_INTERPRET', '0') != '1'
-
 def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
