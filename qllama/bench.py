@@ -138,9 +138,9 @@ def _graph_ms(fns, n=20) -> float:
 def _model_bytes(m:Llama) -> int:
     "Bytes of the model's tensors on the device: parameters, buffers and repacked GPTQ tensors."
     ts = {id(t): t for t in list(m.parameters()) + list(m.buffers())}
-    for mod in m.modules():
-        if hasattr(mod, 'packed'):
-            ts |= {id(t): t for t in vars(mod.packed).values() if isinstance(t, torch.Tensor)}
+    for mod in m.modules():                                            # repacked linears, joined ones (q/k/v, gate/up) included
+        for p in (getattr(mod, a, None) for a in ('packed', '_qkv', '_gate_up')):
+            if p is not None: ts |= {id(t): t for t in vars(p).values() if isinstance(t, torch.Tensor)}
     return sum(t.numel() * t.element_size() for t in ts.values())
 
 # %% ../nbs/19_bench.ipynb #c7ab1a53
