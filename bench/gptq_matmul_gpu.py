@@ -119,7 +119,7 @@ def main():
             floor_ms = byts(JOINED, bits, gs, M) / bw / 1e6
             rec(name, f'token_linear_time_M{M}', ms, 'ms', floor_ms)
             table.append((name, M, ms, floor_ms))
-            for vname, kw in (dict(nopdl=dict(pdl=False), prefetch=dict(prefetch=True)) if M == 1 else {}).items():
+            for vname, kw in ({} if M == 1 else {}).items():   # launch variants to compare, e.g. dict(U1=dict(U=1))
                 fns = [(lambda p=p, x=xs[JOINED[s][0]], srt=s != 'o': gm.gptq_matmul(x, p, x_sorted=srt, **kw)) for lay in layers for s, p in lay.items()]
                 ms = graph_time(fns) / L * LAYERS
                 rec(name, f'token_linear_time_M{M}_{vname}', ms, 'ms', floor_ms)

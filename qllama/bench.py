@@ -201,17 +201,19 @@ def bench_prefill(m:Llama, card:str, branch:str, bw:float, tflops:float, cache:K
     return recs
 
 def bench_linears(m:Llama, card:str, branch:str, bw:float, Ms=(1, 16, 2048), recs=None) -> list:
-    "qllama's `gptq_matmul` over the seven linears of layer 0, times the layer count (as the baselines are timed)."
+    "qllama's `gptq_matmul` over layer 0's linears as the fast path runs them (joined, inputs sorted), times the layer count."
     cfg, q, dev = m.config.llama, m.config.quant, m.lm_head.weight.device
     recs = [] if recs is None else recs
     blk, L = m.model.layers[0], cfg.num_hidden_layers
-    lins = [blk.self_attn.q_proj, blk.self_attn.k_proj, blk.self_attn.v_proj, blk.self_attn.o_proj,
-            blk.mlp.gate_proj, blk.mlp.up_proj, blk.mlp.down_proj]
+    at, mlp = blk.self_attn, blk.mlp
+    qkv = [(at._qkv, at._x_sorted)] if at._qkv is not None else [(l.packed, False) for l in (at.q_proj, at.k_proj, at.v_proj)]
+    gu = [(mlp._gate_up, mlp._x_sorted)] if mlp._gate_up is not None else [(l.packed, False) for l in (mlp.gate_proj, mlp.up_proj)]
+    lins = qkv + [(at.o_proj.packed, False)] + gu + [(mlp.down_proj.packed, mlp._down_sorted)]   # (GPTQPacked, x already sorted)
     for M in Ms:
-        xs = {k: torch.randn(M, k, device=dev, dtype=torch.float16) for k in {l.in_features for l in lins}}
-        fns = [(lambda l=l: gptq_matmul(xs[l.in_features], l.packed)) for l in lins]
+        xs = {p.in_features: torch.randn(M, p.in_features, device=dev, dtype=torch.float16) for p, _ in lins}
+        fns = [(lambda p=p, s=s: gptq_matmul(xs[p.in_features], p, x_sorted=s)) for p, s in lins]
         ms = (_graph_ms(fns) if M <= 16 else median_ms(lambda: [f() for f in fns], 1, 0)) * L  # M > 16: compiled by the prefill
-        nb = L * sum(gptq_matmul_bytes(l.in_features, l.out_features, q.bits, q.group_size, M) for l in lins)
+        nb = L * sum(gptq_matmul_bytes(p.in_features, p.out_features, q.bits, q.group_size, M) for p, _ in lins)
         recs.append(record(card, branch, f'linears_M{M}', ms, 'ms', nb / bw / 1e6, impl='qllama', M=M, layers=L))
     return recs
 

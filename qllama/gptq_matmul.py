@@ -271,7 +271,7 @@ def _finish(acc, rows, rows_ok, n, n_ok, pid_k, M, N, stride_ym, bias_ptr, y_ptr
         count = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel")            # ...before this release; the last arrival acquires them all
         if count == SPLIT_K - 1:
             acc = tl.zeros_like(acc)
-            for sk in tl.static_range(SPLIT_K):                            # unrolled: all the loads in flight at once
+            for sk in range(SPLIT_K):
                 acc += tl.load(part_ptr + (sk * M + rows[:, None]) * N + n[None, :], mask=out_ok, other=0.0, cache_modifier=".cg")  # from L2, not a stale L1
             if HAS_BIAS:
                 acc += tl.load(bias_ptr + n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
@@ -286,8 +286,8 @@ def _finish(acc, rows, rows_ok, n, n_ok, pid_k, M, N, stride_ym, bias_ptr, y_ptr
 def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
                  M, N, K, n_units, n_groups, stride_xm, stride_ym, n_zw,
                  BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
-                 ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
-                 PREFETCH: tl.constexpr, U: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr):
+                 ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
+                 U: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr):
     """y[m] = x[m] @ W + bias for BLOCK_N columns and ITERS*U units (program ids: N tile, row m, split).
 
     x_ptr   int32 [M, K/2] activation pairs (fp16 x in sorted row order, read as int32), row stride stride_xm
@@ -297,7 +297,6 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
     bias_ptr fp16 [N] (read only if HAS_BIAS); y_ptr fp16 [M, N], row stride stride_ym
     part_ptr fp32 [SPLIT_K, M, N] workspace and cnt_ptr int32 [tiles] arrival counters (only if SPLIT_K > 1)
     UPG: units per group (group_size // 32) when GROUPED; U divides UPG or UPG divides U.
-    PDL: launched as a programmatic dependent launch (Hopper); PREFETCH: load step i+1's words before step i's math.
     """
     C: tl.constexpr = 1 << (BITS - 1)
     pid_n = tl.program_id(0); m = tl.program_id(1); pid_k = tl.program_id(2)
@@ -306,16 +305,11 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
     acc = tl.zeros([BLOCK_N], tl.float32)
     xrow = x_ptr + m * stride_xm
     xh = xrow.to(tl.pointer_type(tl.float16))                             # the same activations as fp16
-    w0, w1, w2, w3 = _words(qw_ptr, pid_k * ITERS * U + tl.arange(0, U), n, n_ok, N, n_units, BITS)   # step 0's words
-    if PDL:
-        tl.extra.cuda.gdc_wait()                                           # the previous kernel's x is visible from here on
-        tl.extra.cuda.gdc_launch_dependents()
     for it in range(ITERS):                                                # a constexpr trip count: the CPU interpreter cannot loop to a run-time bound
         u0 = (pid_k * ITERS + it) * U
         u = u0 + tl.arange(0, U)                                           # [U] units
         u_ok = u < n_units
-        if PREFETCH:
-            v0, v1, v2, v3 = _words(qw_ptr, u + U, n, n_ok, N, n_units, BITS)  # the next step's words, in flight during this step's math
+        w0, w1, w2, w3 = _words(qw_ptr, u, n, n_ok, N, n_units, BITS)     # [U, BN] each
         x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15 = _xpairs(xrow, u * 16, u_ok, K // 2)
         p = _unit(w0, w1, w2, w3, x0[:, None], x1[:, None], x2[:, None], x3[:, None], x4[:, None], x5[:, None],
                   x6[:, None], x7[:, None], x8[:, None], x9[:, None], x10[:, None], x11[:, None], x12[:, None],
@@ -341,10 +335,6 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
                 zw = tl.load(z_ptr + n // 8, mask=n_ok, other=0)
                 z = (((zw >> ((n % 8) * 4)) & 0xF) + (ZERO_OFFSET - C)).to(tl.float32)
                 acc -= z * (tl.sum(xs, 0) * (1.0 / C))
-        if PREFETCH:
-            w0, w1, w2, w3 = v0, v1, v2, v3
-        else:
-            w0, w1, w2, w3 = _words(qw_ptr, u + U, n, n_ok, N, n_units, BITS)
     if GROUPED:
         acc = acc * C
     else:
@@ -437,7 +427,7 @@ def _n_sms(device) -> int:
     "Streaming multiprocessors of `device` (4 for the CPU interpreter)."
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 4
 
-def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, pdl=None, prefetch=None):
+def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None):
     "Kernel choice, tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
     n_units = -(-K // 32)
     upg = p.group_size // 32 if p.group_size != -1 else 1
@@ -461,15 +451,13 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     split = split_k or max(1, min(-(-n_units // U), round(target / tiles)))
     iters = -(-n_units // (split * U))                                     # units per split, in steps of U
     split = -(-n_units // (iters * U))                                     # no empty splits
-    pdl = _asm_ok(device) and torch.cuda.get_device_capability(device)[0] >= 9 and (pdl is None or pdl)
-    return dict(U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, PDL=pdl and M <= 4,
-                PREFETCH=bool(prefetch)), tiles, upg
+    return dict(U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
 def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
-                **launch             # U, num_warps, split_k, block_n, block_m, pdl, prefetch: override the launch configuration
+                **launch             # U, num_warps, split_k, block_n, block_m: override the launch configuration
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`, in one Triton launch (two with act-order and unsorted x)."
     K, N = p.in_features, p.out_features
@@ -492,9 +480,8 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
         xp = x2.view(torch.int32)                                          # [M, K/2] pairs
         _gemv_kernel[(-(-N // cfg['BLOCK_N']), M, cfg['SPLIT_K'])](
             xp, *common, xp.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
-            SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), PDL=cfg['PDL'],
-            PREFETCH=cfg['PREFETCH'], U=cfg['U'], BLOCK_N=cfg['BLOCK_N'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'],
-            num_warps=cfg['num_warps'], launch_pdl=cfg['PDL'])
+            SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), U=cfg['U'],
+            BLOCK_N=cfg['BLOCK_N'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'])
     else:
         _dot_kernel[(-(-N // cfg['BLOCK_N']), -(-M // cfg['BLOCK_M']), cfg['SPLIT_K'])](
             x2, *common, x2.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, ZERO_OFFSET=p.zero_offset,

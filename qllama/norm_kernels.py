@@ -4,7 +4,6 @@
 
 # %% ../nbs/04b_norm.ipynb #b4586226
 from __future__ import annotations
-import os
 import torch
 import triton
 import triton.language as tl
@@ -35,16 +34,14 @@ def rms_norm_residual_ref(x, # [..., H] a branch's output
 @triton.jit
 def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, d_ptr, # see the docstring
                      H, eps, sx, sr, sy, sh, # width, epsilon, row strides
-                     HAS_RES: tl.constexpr, HAS_DEST: tl.constexpr, PDL: tl.constexpr, BLOCK: tl.constexpr):
+                     HAS_RES: tl.constexpr, HAS_DEST: tl.constexpr, BLOCK: tl.constexpr):
     """RMSNorm of one row per program, optionally after adding the residual.
     x_ptr: [M, H] fp16/bf16/fp32, row stride `sx`, columns contiguous.
     r_ptr: [M, H] same dtype, row stride `sr` (read only when HAS_RES).
     w_ptr: [H] weight, any float dtype, contiguous.
     y_ptr: [M, H] output, row stride `sy`.  h_ptr: [M, H] output x + r, row stride `sh` (HAS_RES only).
     d_ptr: [H] int32, column d[c] of y receives normalized column c (HAS_DEST only; a permutation).
-    Assumes BLOCK >= H (one block holds a whole row). PDL: let the next kernel launch early (Hopper)."""
-    if PDL:
-        tl.extra.cuda.gdc_launch_dependents()                            # a GPTQ matmul may start fetching its weights
+    Assumes BLOCK >= H (one block holds a whole row)."""
     row = tl.program_id(0).to(tl.int64)                                  # int64: M*H may pass 2**31
     cols = tl.arange(0, BLOCK)                                           # [BLOCK]
     m = cols < H
@@ -64,10 +61,6 @@ def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, d_ptr, # see the docstri
 
 # %% ../nbs/04b_norm.ipynb #363090c0
 MAX_H = 65536  # widest row one program holds
-
-def _pdl(device) -> bool:
-    "Whether kernels on `device` can signal programmatic dependent launch (compiled, Hopper or newer)."
-    return device.type == 'cuda' and os.environ.get('TRITON_INTERPRET', '0') != '1' and torch.cuda.get_device_capability(device)[0] >= 9
 
 def _rows(x, H:int):
     "`x` as [M, H] with contiguous columns (a view when possible)."
@@ -90,7 +83,7 @@ def _norm_launch(x, r, weight, eps, h, dest=None):
     if dest is not None and (dest.shape != (H,) or dest.dtype != torch.int32 or dest.device != x.device):
         raise ValueError(f"dest must be an int32 [{H}] tensor on {x.device}")
     _rms_norm_kernel[(x2.shape[0],)](x2, r2, weight, y, h2, y if dest is None else dest, H, eps, x2.stride(0), r2.stride(0),
-                                     y.stride(0), h2.stride(0), HAS_RES=r is not None, HAS_DEST=dest is not None, PDL=_pdl(x.device), BLOCK=BLOCK,
+                                     y.stride(0), h2.stride(0), HAS_RES=r is not None, HAS_DEST=dest is not None, BLOCK=BLOCK,
                                      num_warps=min(16, max(1, BLOCK // 512)))
     return y.view(x.shape)
 
@@ -136,12 +129,10 @@ def silu_mul_ref(gate, # [..., I], or [..., 2I] holding gate then up when `up` i
 @triton.jit
 def _silu_mul_kernel(g_ptr, u_ptr, y_ptr, # see the docstring
                      I, sg, su, sy, # width, row strides
-                     PDL: tl.constexpr, BLOCK: tl.constexpr):
+                     BLOCK: tl.constexpr):
     """y = silu(g) * u for one block of BLOCK columns of one row.
     g_ptr, u_ptr: [M, I] fp16/bf16/fp32, row strides `sg`, `su`, columns contiguous (may be halves of one [M, 2I]).
-    y_ptr: [M, I] output, row stride `sy`. PDL: let the next kernel launch early (Hopper)."""
-    if PDL:
-        tl.extra.cuda.gdc_launch_dependents()
+    y_ptr: [M, I] output, row stride `sy`."""
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)                # [BLOCK]
     m = cols < I
@@ -167,5 +158,5 @@ def silu_mul(gate, # [..., I], or [..., 2I] holding gate then up when `up` is No
         g2, u2 = _rows(gate, I), _rows(up, I)                            # [M, I] each
     y = torch.empty((g2.shape[0], I), dtype=gate.dtype, device=gate.device)
     grid = (g2.shape[0], triton.cdiv(I, BLOCK))
-    _silu_mul_kernel[grid](g2, u2, y, I, g2.stride(0), u2.stride(0), y.stride(0), PDL=_pdl(gate.device), BLOCK=BLOCK, num_warps=4)
+    _silu_mul_kernel[grid](g2, u2, y, I, g2.stride(0), u2.stride(0), y.stride(0), BLOCK=BLOCK, num_warps=4)
     return y.view(*gate.shape[:-1], I)
