@@ -119,13 +119,18 @@ class LlamaConfig:
         return cls(vocab_size=g('vocab_size', int), hidden_size=hidden, intermediate_size=g('intermediate_size', int),
                    num_hidden_layers=g('num_hidden_layers', int), num_attention_heads=heads, num_key_value_heads=kv,
                    head_dim=head_dim, max_position_embeddings=g('max_position_embeddings', int, 2048),
-                   rms_norm_eps=g('rms_norm_eps', float, 1e-6), rope_theta=g('rope_theta', float, 10000.0),
-                   rope_scaling=_rope_scaling(d.get('rope_scaling'), src),
+                   rms_norm_eps=g('rms_norm_eps', float, 1e-6), rope_theta=_rope_theta(d, src),
+                   rope_scaling=_rope_scaling(d.get('rope_scaling') or d.get('rope_parameters'), src),
                    tie_word_embeddings=g('tie_word_embeddings', bool, False),
                    attention_bias=g('attention_bias', bool, False), mlp_bias=g('mlp_bias', bool, False),
                    bos_token_id=g('bos_token_id', int, None), eos_token_ids=_ids(d.get('eos_token_id'), src, 'eos_token_id'))
 
 # %% ../nbs/00_config.ipynb #383e30b3
+def _rope_theta(d:dict, src:str) -> float:
+    "RoPE's base: `rope_theta`, or inside transformers 5's `rope_parameters`, else Llama's 10000."
+    if d.get('rope_theta') is not None: return _get(d, 'rope_theta', src, float)
+    return _get(d.get('rope_parameters') or {}, 'rope_theta', src + ' rope_parameters', float, 10000.0)
+
 def _rope_scaling(rs, src:str) -> dict|None:
     "Normalise `rope_scaling` to None or {'rope_type', 'factor'}."
     if not rs: return None

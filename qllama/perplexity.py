@@ -4,26 +4,41 @@
 
 # %% ../nbs/17_perplexity.ipynb #aa647aaa
 from __future__ import annotations
-import argparse, glob, json, math, random, sysconfig
+import argparse, glob, json, math, random, sys, sysconfig
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 # %% auto #0
-__all__ = ['stdlib_glob', 'text_files', 'read_tokens', 'token_windows', 'window_nll', 'perplexity', 'add_ppl_parser', 'cmd_ppl']
+__all__ = ['TEXT_SUFFIXES', 'stdlib_glob', 'text_files', 'read_tokens', 'token_windows', 'window_nll', 'perplexity',
+           'add_ppl_parser', 'cmd_ppl']
 
 # %% ../nbs/17_perplexity.ipynb #4f08bcec
 def stdlib_glob() -> str:
     "A glob of the Python standard library's top-level `.py` files (offline code text)."
     return str(Path(sysconfig.get_paths()['stdlib'])/'*.py')
 
-def text_files(pattern:str|list) -> list[Path]:
-    "The files a glob (or list of globs) matches, sorted; a clear error if none."
+TEXT_SUFFIXES = ('.txt', '.md', '.rst', '.tex', '.py', '.pyi', '.c', '.h', '.cc', '.cpp', '.hpp', '.cu', '.rs', '.go', '.java',
+                 '.kt', '.scala', '.js', '.ts', '.rb', '.php', '.lua', '.sh', '.sql', '.html', '.css', '.json', '.jsonl',
+                 '.yaml', '.yml', '.toml', '.csv')  # what a directory contributes: text and code, never binaries
+
+def _dir_text_files(d:Path) -> list[Path]:
+    "The text files under directory `d`, recursively, skipping hidden files and folders."
+    return [f for f in d.rglob('*') if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES
+            and not any(part.startswith('.') for part in f.relative_to(d).parts)]
+
+def text_files(pattern:str|list) -> list[Path]:  # a file, a directory (recursive) or a glob; or a list of those
+    "The files a path or glob (or list of them) names, directories searched for text files; sorted; a clear error if none."
     pats = [pattern] if isinstance(pattern, (str, Path)) else list(pattern)
-    files = sorted({Path(f) for p in pats for f in glob.glob(str(Path(p).expanduser()), recursive=True) if Path(f).is_file()})
-    if not files: raise FileNotFoundError(f"no files match {pattern!r}")
-    return files
+    files = set()
+    for p in pats:
+        path = Path(p).expanduser()
+        for m in [path] if path.exists() else map(Path, glob.glob(str(path), recursive=True)):  # a real path wins over glob syntax
+            files.update([m] if m.is_file() else _dir_text_files(m) if m.is_dir() else [])
+    if not files: raise FileNotFoundError(f"no files match {pattern!r}: give a file, a directory (searched recursively for "
+                                          f"{', '.join(TEXT_SUFFIXES[:5])}, … files) or a glob")
+    return sorted(files)
 
 # %% ../nbs/17_perplexity.ipynb #57e6c7eb
 def read_tokens(tok,                       # a qllama `Tokenizer`
@@ -78,7 +93,8 @@ def add_ppl_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser('ppl', help='perplexity on held-out text windows',
                               description='Token-weighted perplexity over fixed, non-overlapping windows of text files.')
     p.add_argument('model', help='model directory, owner/name[:branch] or smollm2-demo')
-    p.add_argument('--files', default=stdlib_glob(), help="glob of text files (default: the standard library's .py files)")
+    p.add_argument('--files', default=stdlib_glob(), metavar='PATH_OR_GLOB',
+                   help="a text file, a directory (its text files, recursively) or a glob (default: the standard library's .py files)")
     p.add_argument('--seqlen', type=int, default=2048, help='tokens per window (capped at the model context)')
     p.add_argument('--windows', type=int, default=None, help='number of windows (default: all the text gives)')
     p.add_argument('--batch-size', type=int, default=1, help='windows per forward')
@@ -90,10 +106,14 @@ def add_ppl_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_ppl(args) -> int:
     "Run `qllama ppl`: print the perplexity of a model over text windows."
     from qllama.load import load
+    try: files = text_files(args.files)
+    except FileNotFoundError as e:
+        print(f"qllama ppl: error: {e}", file=sys.stderr)
+        return 2
     model = load(args.model, device=args.device, progress=False)
     seqlen = min(args.seqlen, model.config.llama.max_position_embeddings)
     need = None if args.windows is None else args.windows * seqlen
-    ids = read_tokens(model.tokenizer, text_files(args.files), need)
+    ids = read_tokens(model.tokenizer, files, need)
     r = perplexity(model, token_windows(ids, seqlen, args.windows), args.batch_size)
     print(json.dumps(r) if args.json else f"perplexity {r['ppl']:.4f} (mean NLL {r['nll']:.4f} nats) over "
           f"{r['windows']} windows of {r['seqlen']} tokens, {r['tokens']} predictions")

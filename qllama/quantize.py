@@ -275,7 +275,7 @@ def _give_back_memory():
 def quantize(src,                      # source model: directory or owner/name[:branch], fp16/bf16/fp32 safetensors
              out,                      # output directory
              quant:QuantConfig,        # bits, group_size, desc_act, static_groups, sym, damp_percent, true_sequential
-             dataset:str|list|None=None,  # glob(s) of calibration text files; None: the standard library's .py files
+             dataset:str|list|None=None,  # calibration text: file(s), directories (recursive) or globs; None: the standard library's .py files
              nsamples:int=128,         # calibration windows
              seqlen:int=2048,          # tokens per window
              seed:int=0,               # calibration file order
@@ -293,8 +293,9 @@ def quantize(src,                      # source model: directory or owner/name[:
     check_shapes(cfg, quant)
     if nsamples < 1: raise ValueError(f"nsamples must be at least 1, got {nsamples}")
     if not 2 <= seqlen <= cfg.max_position_embeddings: raise ValueError(f"seqlen must be in [2, {cfg.max_position_embeddings}] (the model's context), got {seqlen}")
+    files = text_files(dataset or stdlib_glob())                       # before anything is written: a bad --dataset leaves no OUT
     sw, ws = SourceWeights(src), ShardWriter(out, shard_bytes)
-    ids = calibration_windows(Tokenizer.from_dir(src), text_files(dataset or stdlib_glob()), nsamples, seqlen, seed)
+    ids = calibration_windows(Tokenizer.from_dir(src), files, nsamples, seqlen, seed)
     emb = sw.get('model.embed_tokens.weight')                          # [V, H]
     xs = [emb[c].to(device) for c in ids.split(batch_size)]            # [b, T, H] fp32 chunks
     ws.add('model.embed_tokens.weight', emb); del emb
@@ -334,7 +335,9 @@ def add_quantize_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument('--true-sequential', action=argparse.BooleanOptionalAction, default=True,
                    help='measure each linear group with the earlier ones of its layer quantized')
     p.add_argument('--format', choices=('gptq', 'gptq_v2'), default='gptq', help='checkpoint_format (zeros minus one in gptq)')
-    p.add_argument('--dataset', default=None, help="glob of calibration text files (default: the standard library's .py files)")
+    p.add_argument('--dataset', action='append', metavar='PATH_OR_GLOB',
+                   help="calibration text: a file, a directory (its text files, recursively) or a glob; repeatable "
+                        "(default: the standard library's .py files)")
     p.add_argument('--nsamples', type=int, default=128, help='calibration windows')
     p.add_argument('--seqlen', type=int, default=2048, help='tokens per calibration window')
     p.add_argument('--seed', type=int, default=0, help='calibration file order')

@@ -127,3 +127,18 @@ def test_gptqmodel_loads_qllama_checkpoint(gptqmodel, fp, windows, tmp_path, s):
     scale = lq.abs().max()
     assert (lg - lq).abs().max() < 0.02 * scale, "GPTQModel reads different weights than qllama wrote"
     assert (lf - lq).abs().max() > 5 * (lg - lq).abs().max(), "the comparison cannot tell quantized from float weights"
+
+def test_qllama_loads_gptqmodel_checkpoint(gptqmodel, windows, tmp_path):
+    "qllama loads a GPTQModel-made checkpoint (transformers 5's config.json: rope_theta inside rope_parameters) with GPTQModel's logits."
+    src = random_checkpoint(tmp_path/'fp', CFG | dict(rope_theta=50000.0), None, tokenizer_from=TOK)  # not the default base
+    q = gptqmodel.QuantizeConfig(bits=4, group_size=32, desc_act=True, sym=True, damp_percent=0.01)
+    gm = gptqmodel.GPTQModel.load(str(src), q, device='cpu', dtype=torch.float32)
+    gm.quantize([{'input_ids': w.tolist(), 'attention_mask': [1] * len(w)} for w in windows], batch_size=4)
+    gm.save(str(tmp_path/'gm'))
+    cfg = json.loads((tmp_path/'gm'/'config.json').read_text())
+    assert ModelConfig.from_dir(tmp_path/'gm').llama.rope_theta == 50000.0, cfg.get('rope_parameters')
+    back = gptqmodel.GPTQModel.load(str(tmp_path/'gm'), device='cpu', backend=gptqmodel.BACKEND.TORCH, dtype=torch.float16)
+    with torch.no_grad(): lg = back.model(input_ids=windows).logits.float()
+    lq, lf = logits(tmp_path/'gm', windows), logits(src, windows)
+    assert (lg - lq).abs().max() < 0.02 * lq.abs().max(), "qllama reads a GPTQModel checkpoint differently from GPTQModel"
+    assert (lf - lq).abs().max() > 5 * (lg - lq).abs().max(), "the comparison cannot tell quantized from float weights"
