@@ -112,14 +112,14 @@ def main():
         # the fast path's matmuls: joined, inputs sorted (o's gathered by gptq_matmul)
         layers = [{s: gm.prepare(*random_gptq(K, N, bits, gs, dev), bits=bits, group_size=gs) for s, (K, N) in JOINED.items()}
                   for _ in range(L)]
-        for M in (1, 16):
+        for M in (1, 16, 2048):
             xs = {K: torch.randn(M, K, device=dev, dtype=torch.float16) for K in (HIDDEN, INTER)}
             fns = [(lambda p=p, x=xs[JOINED[s][0]], srt=s != 'o': gm.gptq_matmul(x, p, x_sorted=srt)) for lay in layers for s, p in lay.items()]
             ms = graph_time(fns) / L * LAYERS
             floor_ms = byts(JOINED, bits, gs, M) / bw / 1e6
             rec(name, f'token_linear_time_M{M}', ms, 'ms', floor_ms)
             table.append((name, M, ms, floor_ms))
-            for vname, kw in ({} if M == 1 else {}).items():   # launch variants to compare, e.g. dict(U1=dict(U=1))
+            for vname, kw in ({} if M == 1 else dict(nobcast=dict(bcast=False))).items():   # launch variants to compare
                 fns = [(lambda p=p, x=xs[JOINED[s][0]], srt=s != 'o': gm.gptq_matmul(x, p, x_sorted=srt, **kw)) for lay in layers for s, p in lay.items()]
                 ms = graph_time(fns) / L * LAYERS
                 rec(name, f'token_linear_time_M{M}_{vname}', ms, 'ms', floor_ms)
@@ -140,7 +140,7 @@ def main():
         print(f"{name}: {time.time() - t0:.0f}s", flush=True)
 
     # baselines: fp16 cuBLAS and torch's int4 (tinygemm) kernel
-    for M in (() if args.no_baselines else (1, 16)):
+    for M in (() if args.no_baselines else (1, 16, 2048)):
         ws = [{s: torch.randn(N, K, device=dev, dtype=torch.float16) * 0.01 for s, (K, N) in SHAPES.items()} for _ in range(L)]
         xs = {K: torch.randn(M, K, device=dev, dtype=torch.float16) for K in (HIDDEN, INTER)}
         fns = [(lambda w=w, x=xs[w.shape[1]]: F.linear(x, w)) for lay in ws for w in lay.values()]
@@ -149,7 +149,7 @@ def main():
         rec('cublas-fp16', f'token_linear_time_M{M}', ms, 'ms', b / bw / 1e6)
         table.append(('cublas-fp16', M, ms, b / bw / 1e6))
         del ws
-        for gsz in (256, 128, 32):
+        for gsz in ((256, 128, 32) if M <= 16 else ()):
             try:
                 ws = []
                 for _ in range(L):

@@ -346,7 +346,7 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
 # %% ../nbs/04_gptq_matmul.ipynb #7bf83578
 @triton.jit
 def _dequant_tile(qw_ptr, z_ptr, s_ptr, u, u_ok, n, n_ok, N, n_zw, n_groups,
-                  BITS: tl.constexpr, UPG: tl.constexpr, ZERO_OFFSET: tl.constexpr):
+                  BITS: tl.constexpr, UPG: tl.constexpr, ZERO_OFFSET: tl.constexpr, BCAST: tl.constexpr):
     "fp16 [U*32, BN]: the weights of units `u` (sorted rows 32u ..) and columns `n`."
     r = tl.arange(0, 32)
     VPL: tl.constexpr = 4 if BITS == 4 else 5                              # values per 16-bit half
@@ -356,8 +356,15 @@ def _dequant_tile(qw_ptr, z_ptr, s_ptr, u, u_ok, n, n_ok, N, n_zw, n_groups,
     sh = 16 * (rho % 2) + BITS * (rho // 2)
     ok = u_ok[:, None, None] & n_ok[None, None, :]
     base = qw_ptr + (u * BITS)[:, None, None] * N + n[None, None, :]       # [U, 1, BN]
-    w = tl.load(base + a[None, :, None] * N, mask=ok, other=0)             # [U, 32, BN] (repeated words come from L1)
-    q = (w.to(tl.uint32, bitcast=True) >> sh[None, :, None]).to(tl.int32, bitcast=True) & MASK
+    if BITS == 4 and BCAST:                                                # each word loaded once, its 8 fields by broadcasting
+        rho8 = tl.arange(0, 8)
+        sh8 = 16 * (rho8 % 2) + 4 * (rho8 // 2)
+        w4 = tl.load(base + tl.arange(0, 4)[None, :, None] * N, mask=ok, other=0)   # [U, 4, BN]
+        q4 = (w4.to(tl.uint32, bitcast=True)[:, :, None, :] >> sh8[None, None, :, None]).to(tl.int32, bitcast=True) & MASK
+        q = tl.reshape(q4, [u.shape[0], 32, n.shape[0]])                   # row 8a + rho of each unit
+    else:
+        w = tl.load(base + a[None, :, None] * N, mask=ok, other=0)         # [U, 32, BN] (repeated words come from L1)
+        q = (w.to(tl.uint32, bitcast=True) >> sh[None, :, None]).to(tl.int32, bitcast=True) & MASK
     if BITS == 3:
         w0 = tl.load(base, mask=ok, other=0).to(tl.uint32, bitcast=True)
         w1 = tl.load(base + N, mask=ok, other=0).to(tl.uint32, bitcast=True)
@@ -377,7 +384,7 @@ def _dequant_tile(qw_ptr, z_ptr, s_ptr, u, u_ok, n, n_ok, N, n_zw, n_groups,
 @triton.jit
 def _dot_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
                 M, N, K, n_units, n_groups, stride_xm, stride_ym, n_zw,
-                BITS: tl.constexpr, UPG: tl.constexpr, ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr,
+                BITS: tl.constexpr, UPG: tl.constexpr, ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, BCAST: tl.constexpr,
                 U: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr):
     """y = x @ W + bias for one [BLOCK_M, BLOCK_N] tile over ITERS*U units, on tensor cores (program ids: N tile, M tile, split).
 
@@ -393,7 +400,7 @@ def _dot_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     for it in range(ITERS):
         u = (pid_k * ITERS + it) * U + tl.arange(0, U)
         u_ok = u < n_units
-        v = _dequant_tile(qw_ptr, z_ptr, s_ptr, u, u_ok, n, n_ok, N, n_zw, n_groups, BITS, UPG, ZERO_OFFSET)   # [U*32, BN]
+        v = _dequant_tile(qw_ptr, z_ptr, s_ptr, u, u_ok, n, n_ok, N, n_zw, n_groups, BITS, UPG, ZERO_OFFSET, BCAST)   # [U*32, BN]
         k = (pid_k * ITERS + it) * (U * 32) + tl.arange(0, U * 32)
         xk = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=m_ok[:, None] & (k < K)[None, :], other=0.0)  # [BM, U*32]
         acc = tl.dot(xk, v, acc)
@@ -427,7 +434,7 @@ def _n_sms(device) -> int:
     "Streaming multiprocessors of `device` (4 for the CPU interpreter)."
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 4
 
-def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None):
+def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, bcast=True):
     "Kernel choice, tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
     n_units = -(-K // 32)
     upg = p.group_size // 32 if p.group_size != -1 else 1
@@ -451,13 +458,13 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     split = split_k or max(1, min(-(-n_units // U), round(target / tiles)))
     iters = -(-n_units // (split * U))                                     # units per split, in steps of U
     split = -(-n_units // (iters * U))                                     # no empty splits
-    return dict(U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters), tiles, upg
+    return dict(U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
 def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
-                **launch             # U, num_warps, split_k, block_n, block_m: override the launch configuration
+                **launch             # U, num_warps, split_k, block_n, block_m, bcast: override the launch configuration
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`, in one Triton launch (two with act-order and unsorted x)."
     K, N = p.in_features, p.out_features
@@ -485,6 +492,6 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
     else:
         _dot_kernel[(-(-N // cfg['BLOCK_N']), -(-M // cfg['BLOCK_M']), cfg['SPLIT_K'])](
             x2, *common, x2.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, ZERO_OFFSET=p.zero_offset,
-            HAS_BIAS=p.bias is not None, U=cfg['U'], BLOCK_M=cfg['BLOCK_M'], BLOCK_N=cfg['BLOCK_N'],
+            HAS_BIAS=p.bias is not None, BCAST=cfg['BCAST'], U=cfg['U'], BLOCK_M=cfg['BLOCK_M'], BLOCK_N=cfg['BLOCK_N'],
             SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'], num_stages=3)
     return y.reshape(*lead, N)
