@@ -448,7 +448,7 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
         target = (4 if wide else 2) * _n_sms(device)
         bm = 1
     else:                                                                  # tensor cores
-        bm = block_m or (16 if M <= 16 else (64 if M <= 64 else 128))
+        bm = block_m or (16 if M <= 16 else (64 if M <= 64 else (128 if M <= 256 else 256)))   # big tiles share each dequantized weight more
         bn = block_n or (64 if M <= 16 else 128)
         nw = num_warps or (4 if bm <= 64 else 8)
         U = U or 2
