@@ -53,6 +53,15 @@ def test_reproducible_and_sharded(fp, windows, tmp_path):
     c = quantize(fp, tmp_path/'c', q, nsamples=4, seqlen=64, seed=8, progress=False)
     assert not torch.equal(logits(a, windows), logits(c, windows))
 
+def test_windows_instead_of_dataset(fp, tmp_path):
+    "Calibration token windows passed as `windows=` give the same checkpoint as the text they were read from."
+    q = QuantConfig(bits=4, group_size=32, desc_act=True)
+    a = quantize(fp, tmp_path/'a', q, nsamples=4, seqlen=64, seed=7, progress=False)
+    ids = calibration_windows(load(fp, progress=False).tokenizer, text_files(stdlib_glob()), 4, 64, seed=7)
+    b = quantize(fp, tmp_path/'b', q, windows=ids, progress=False)
+    assert (a/'model.safetensors').read_bytes() == (b/'model.safetensors').read_bytes()
+    with pytest.raises(ValueError, match='windows must be'): quantize(fp, tmp_path/'c', q, windows=ids[0], progress=False)
+
 def test_gptq_beats_rtn_on_perplexity(fp, tmp_path):
     "On held-out code, a model quantized with GPTQ loses less perplexity than round-to-nearest at the same settings."
     from qllama.gptq import quantize_rtn, dequantize
