@@ -9,8 +9,9 @@ weight, then checks with qllama's code:
    (so both measure H through the already-quantized earlier stages and layers, from the same tokens, scaled alike);
 2. the algorithm: qllama's `gptq_quantize` on GPTQModel's own `(W, H)` of each linear ("open loop": every linear sees
    exactly GPTQModel's inputs): the GPTQ proxy loss tr((W-Ŵ) H (W-Ŵ)ᵀ) against GPTQModel's, and the perplexity of the
-   model made of those weights, once with qllama's fp16-exact scales and once with scales kept in fp32 inside the column
-   loop (GPTQModel's choice), next to GPTQModel's own weights.
+   model made of those weights, once with qllama's former fp16-exact scales (rounded up before the column loop) and once
+   with scales kept in fp32 inside the loop (GPTQModel's choice, and qllama's default now), next to GPTQModel's own
+   weights (all three with the scales the loop used, not yet rounded for storage).
 
     python bench/quantize_ablation.py        # writes bench/results/quantize_ablation.json
 """
@@ -85,12 +86,16 @@ def main(a):
                hessian_max_rel_diff=max(h_err), hessians_compared=len(h_err))
     res['ppl_gptqmodel_weights'] = model_ppl(lambda g: g['wq'])
     print('GPTQModel weights:', res['ppl_gptqmodel_weights'], flush=True)
-    round_up = qllama.gptq._round_up
-    for name, patch in (('fp16_scales', round_up), ('fp32_scales', lambda s, dtype: s.float())):
-        qllama.gptq._round_up = patch
+    qp = Q._quant_params
+    def loop_weight(r):
+        "The weight with the scales the column loop used (GPTQModel's `wq` is that, before its scales are stored in fp16)."
+        g = r['g_idx'].long()
+        return r['scales'].float()[g].T * (r['q'] - r['zeros'][g].T).float()
+    for name, fp16 in (('fp16_scales', True), ('fp32_scales', False)):   # qllama's former choice; its default now
+        Q._quant_params = lambda x, g_idx, quant, fp16_=fp16, **k: qp(x, g_idx, quant, fp16=fp16_)
         ratios, same = [], []
         def ours(g):
-            w = Q.dequant(Q.gptq_quantize(g['W'], g['H'], quant))
+            w = loop_weight(Q.gptq_quantize(g['W'], g['H'], quant))
             obj = lambda wh: torch.einsum('oi,ij,oj->', g['W'] - wh, g['H'], g['W'] - wh).item()
             ratios.append(obj(w) / obj(g['wq'])); same.append((w == g['wq']).float().mean().item())
             return w
@@ -99,7 +104,7 @@ def main(a):
                                         fraction_of_weights_identical_to_gptqmodel_median=statistics.median(same),
                                         linears_identical_to_gptqmodel=sum(s == 1.0 for s in same), linears=len(same))
         print(name, res[f'open_loop_{name}'], flush=True)
-    qllama.gptq._round_up = round_up
+    Q._quant_params = qp
     shutil.rmtree(dump)
     Path(a.json).write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))

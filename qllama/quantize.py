@@ -77,7 +77,7 @@ def gptq_quantize(w:torch.Tensor,    # [out, in] float weight (nn.Linear layout)
     H[dead, dead], W[:, dead] = 1, 0
     perm = torch.argsort(H.diagonal(), descending=True) if quant.desc_act else None
     g_idx = make_g_idx(in_f, quant, perm).to(W.device)                 # [in] group of each input row
-    S, Z = _quant_params(W.T, g_idx, quant)                            # [G, out]: final unless dynamic
+    S, Z = _quant_params(W.T, g_idx, quant, fp16=False)                # [G, out] fp32: final unless dynamic
     Z = Z.float()
     if perm is not None: W, H = W[:, perm], H[perm[:, None], perm]     # columns in act-order (one gather for H)
     group = (g_idx if perm is None else g_idx[perm]).tolist()          # group of each column, in processing order
@@ -97,7 +97,7 @@ def _gptq_columns(W, U, S, Z, group, quant, blocksize):
         for i in range(i2 - i1):
             c = i1 + i
             if dynamic and c % gs == 0:                                # a new group starts: its scale from W as it is now
-                s, z = _quant_params(W[:, c:c + gs].T, one[:min(gs, in_f - c)], replace(quant, group_size=-1))
+                s, z = _quant_params(W[:, c:c + gs].T, one[:min(gs, in_f - c)], replace(quant, group_size=-1), fp16=False)
                 S[c // gs], Z[c // gs] = s[0], z[0].float()
             s, z = S[group[c]], Z[group[c]]                            # [out] each
             w = W1[:, i]                                               # [out] column c, updated so far
@@ -112,9 +112,9 @@ def _gptq_columns(W, U, S, Z, group, quant, blocksize):
 
 # %% ../nbs/18_quantize.ipynb #310eb954
 def dequant(r:dict) -> torch.Tensor:  # [out, in] fp32
-    "The float weight `Ŵ[n, i] = s[g, n] (q[n, i] - z[g, n])`, `g = g_idx[i]`, of a `gptq_quantize` result."
+    "The float weight `Ŵ[n, i] = s[g, n] (q[n, i] - z[g, n])`, `g = g_idx[i]`, of a `gptq_quantize` result, as stored (fp16 scales)."
     g = r['g_idx'].long()
-    return r['scales'].float()[g].T * (r['q'] - r['zeros'][g].T).float()
+    return r['scales'].half().float()[g].T * (r['q'] - r['zeros'][g].T).float()
 
 # %% ../nbs/18_quantize.ipynb #9c280f73
 def gptq_pack(r:dict, quant:QuantConfig) -> dict:  # qweight, qzeros, scales, g_idx as stored on disk
@@ -284,6 +284,7 @@ def quantize(src,                      # source model: directory or owner/name[:
              blocksize:int=128,        # GPTQ lazy-block width
              shard_bytes:int|None=4 * 2**30,  # output shard size
              progress:bool=True,       # a progress bar over layers
+             windows:torch.Tensor|None=None,  # int64 [nsamples, seqlen] calibration token ids, instead of reading `dataset`
             ) -> Path:
     "GPTQ-quantize a Llama checkpoint into an AutoGPTQ-format model directory."
     src, out = resolve(src), Path(out)
@@ -291,11 +292,14 @@ def quantize(src,                      # source model: directory or owner/name[:
     if mc.quant is not None: raise ValueError(f"{src} is already GPTQ-quantized; quantize an fp16/bf16/fp32 checkpoint")
     cfg = mc.llama
     check_shapes(cfg, quant)
+    if windows is not None:
+        if windows.ndim != 2: raise ValueError(f"windows must be [nsamples, seqlen] token ids, got shape {tuple(windows.shape)}")
+        nsamples, seqlen = windows.shape
     if nsamples < 1: raise ValueError(f"nsamples must be at least 1, got {nsamples}")
     if not 2 <= seqlen <= cfg.max_position_embeddings: raise ValueError(f"seqlen must be in [2, {cfg.max_position_embeddings}] (the model's context), got {seqlen}")
-    files = text_files(dataset or stdlib_glob())                       # before anything is written: a bad --dataset leaves no OUT
+    if windows is None: files = text_files(dataset or stdlib_glob())  # before anything is written: a bad --dataset leaves no OUT
     sw, ws = SourceWeights(src), ShardWriter(out, shard_bytes)
-    ids = calibration_windows(Tokenizer.from_dir(src), files, nsamples, seqlen, seed)
+    ids = windows.long() if windows is not None else calibration_windows(Tokenizer.from_dir(src), files, nsamples, seqlen, seed)
     emb = sw.get('model.embed_tokens.weight')                          # [V, H]
     xs = [emb[c].to(device) for c in ids.split(batch_size)]            # [b, T, H] fp32 chunks
     ws.add('model.embed_tokens.weight', emb); del emb

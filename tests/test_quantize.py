@@ -53,6 +53,15 @@ def test_reproducible_and_sharded(fp, windows, tmp_path):
     c = quantize(fp, tmp_path/'c', q, nsamples=4, seqlen=64, seed=8, progress=False)
     assert not torch.equal(logits(a, windows), logits(c, windows))
 
+def test_windows_instead_of_dataset(fp, tmp_path):
+    "Calibration token windows passed as `windows=` give the same checkpoint as the text they were read from."
+    q = QuantConfig(bits=4, group_size=32, desc_act=True)
+    a = quantize(fp, tmp_path/'a', q, nsamples=4, seqlen=64, seed=7, progress=False)
+    ids = calibration_windows(load(fp, progress=False).tokenizer, text_files(stdlib_glob()), 4, 64, seed=7)
+    b = quantize(fp, tmp_path/'b', q, windows=ids, progress=False)
+    assert (a/'model.safetensors').read_bytes() == (b/'model.safetensors').read_bytes()
+    with pytest.raises(ValueError, match='windows must be'): quantize(fp, tmp_path/'c', q, windows=ids[0], progress=False)
+
 def test_gptq_beats_rtn_on_perplexity(fp, tmp_path):
     "On held-out code, a model quantized with GPTQ loses less perplexity than round-to-nearest at the same settings."
     from qllama.gptq import quantize_rtn, dequantize
@@ -79,6 +88,23 @@ def test_lazy_blocks_same_integers():
     q = QuantConfig(bits=4, group_size=-1, desc_act=True)
     r1, r2 = gptq_quantize(w, h.H, q, blocksize=128), gptq_quantize(w, h.H, q, blocksize=300)
     assert (r1['q'] != r2['q']).float().mean() < 1e-3  # fp32 reassociation may flip a rare exact tie
+
+def test_fp32_scales_in_loop_stored_as_nearest_fp16():
+    "The column loop keeps fp32 scales; the packed tensors hold the loop's integers and zeros with the nearest fp16 scales."
+    from qllama.gptq import dequantize, unpack_cols, unpack_rows
+    from qllama.quantize import dequant, gptq_pack
+    g = torch.Generator().manual_seed(1)
+    h = Hessian(256); h.add(torch.randn(2000, 256, generator=g) @ torch.randn(256, 256, generator=g))
+    w = torch.randn(96, 256, generator=g) * 0.02
+    for q in (QuantConfig(bits=3, group_size=64, desc_act=True), QuantConfig(bits=4, group_size=32, sym=False)):
+        r = gptq_quantize(w, h.H, q)
+        assert (r['scales'].half().float() != r['scales']).float().mean() > 0.5   # not fp16-exact: fp32 in the loop
+        p = gptq_pack(r, q)
+        assert torch.equal(p['scales'], r['scales'].half())                       # round to nearest, once, when packed
+        assert torch.equal(unpack_rows(p['qweight'], q.bits), r['q'].T)
+        assert torch.equal(unpack_cols(p['qzeros'], q.bits) + 1, r['zeros'])
+        back = dequantize(p['qweight'], p['qzeros'], p['scales'].float(), p['g_idx'], q.bits)   # [in, out] fp32
+        torch.testing.assert_close(back.T, dequant(r), rtol=0, atol=0)            # `dequant` is the weight as stored
 
 # ---- memory: the source is streamed one tensor at a time ----
 def big(layers): return tiny_config(vocab_size=512, hidden_size=512, intermediate_size=2048, num_hidden_layers=layers,
