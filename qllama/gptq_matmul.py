@@ -407,6 +407,272 @@ def _dot_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     _finish(acc, m, m_ok, n, n_ok, pid_k, M, N, stride_ym, bias_ptr, y_ptr, part_ptr, cnt_ptr,
             pid_m * tl.num_programs(0) + pid_n, HAS_BIAS, SPLIT_K)
 
+# %% ../nbs/04_gptq_matmul.ipynb #f38490ff
+@triton.constexpr_function
+def _mma_ptx(bits:int, step:int) -> str:
+    """PTX of one k16 step: dequantize pairs 2*step, 2*step+1 of the lane's unit into the B fragment, then one
+    m16n8k16 mma. Operands: $0-$3 d (f32); $4-$7 words; $8-$11 A fragment; $12-$15 c (f32); $16-$18 -(1024/f + z)
+    per field scale f (ascending); $19 the scale pair."""
+    fs = [1, 16] if bits == 4 else [1, 8, 64]
+    inv = {1: '0x3C003C00', 8: '0x30003000', 16: '0x2C002C00', 64: '0x24002400'}   # 1/f as fp16 pairs
+    s = ["{", ".reg .b32 t0, t1, u, k;"]
+    for dst, P in (('t0', 2 * step), ('t1', 2 * step + 1)):
+        if bits == 3 and P == 15:                                          # rows 30, 31: bit a of each at bits 15, 31 of word a
+            s += ["shr.u32 u, $4, 15;", f"lop3.b32 {dst}, u, 0x00010001, 0x64006400, 0xEA;",
+                  "shr.u32 u, $5, 14;", f"lop3.b32 {dst}, u, 0x00020002, {dst}, 0xEA;",
+                  "shr.u32 u, $6, 13;", f"lop3.b32 {dst}, u, 0x00040004, {dst}, 0xEA;"]
+            f = 1
+        else:
+            if bits == 4:                                                  # word P//4, fields at 0, 4 of w or of w >> 8
+                a, i = P // 4, P % 4
+                shift = 8 if i >= 2 else 0
+                mask, f = ('0x000F000F', 1) if i % 2 == 0 else ('0x00F000F0', 16)
+            else:                                                          # word P//5, fields at 0, 3, 6 of w or 0, 3 of w >> 9
+                a, i = P // 5, P % 5
+                shift = 9 if i >= 3 else 0
+                mask, f = [('0x00070007', 1), ('0x00380038', 8), ('0x01C001C0', 64)][i - 3 if i >= 3 else i]
+            src = f"${4 + a}"
+            if shift:
+                s.append(f"shr.u32 u, {src}, {shift};")
+                src = "u"
+            s.append(f"lop3.b32 {dst}, {src}, {mask}, 0x64006400, 0xEA;")   # 1024 + f*q
+        s += [f"mov.b32 k, {inv[f]};",
+              f"fma.rn.f16x2 {dst}, {dst}, k, ${16 + fs.index(f)};",       # q - z, exactly
+              f"mul.rn.f16x2 {dst}, {dst}, $19;"]                          # (q - z) * s
+    s += ["mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {$0,$1,$2,$3}, {$8,$9,$10,$11}, {t0,t1}, {$12,$13,$14,$15};", "}"]
+    return "\n".join(s)
+
+# %% ../nbs/04_gptq_matmul.ipynb #c2697824
+@triton.jit
+def _q_emu(w0, w1, w2, w3, P: tl.constexpr, BITS: tl.constexpr):
+    "int32 (q of row 2P, q of row 2P+1) of the lane's unit, from the layout's definition."
+    if BITS == 4:
+        A: tl.constexpr = P // 4
+        I: tl.constexpr = P % 4
+        w = w0 if A == 0 else (w1 if A == 1 else (w2 if A == 2 else w3))
+        wu = w.to(tl.uint32, bitcast=True)
+        return ((wu >> (4 * I)) & 15).to(tl.int32), ((wu >> (16 + 4 * I)) & 15).to(tl.int32)
+    else:
+        if P == 15:
+            lo = ((w0.to(tl.uint32, bitcast=True) >> 15) & 1) | ((w1.to(tl.uint32, bitcast=True) >> 14) & 2) | ((w2.to(tl.uint32, bitcast=True) >> 13) & 4)
+            hi = ((w0.to(tl.uint32, bitcast=True) >> 31) & 1) | ((w1.to(tl.uint32, bitcast=True) >> 30) & 2) | ((w2.to(tl.uint32, bitcast=True) >> 29) & 4)
+            return lo.to(tl.int32), hi.to(tl.int32)
+        A3: tl.constexpr = P // 5
+        I3: tl.constexpr = P % 5
+        w = w0 if A3 == 0 else (w1 if A3 == 1 else w2)
+        wu = w.to(tl.uint32, bitcast=True)
+        return ((wu >> (3 * I3)) & 7).to(tl.int32), ((wu >> (16 + 3 * I3)) & 7).to(tl.int32)
+
+@triton.jit
+def _frag(lo, hi, NW: tl.constexpr):
+    "[NW, 8, 8]: per warp, the 8x8 block whose row is the lane's group and whose columns 2j, 2j+1 are (lo, hi)."
+    return tl.reshape(tl.join(lo, hi), [NW, 8, 8])
+
+@triton.jit
+def _cols16(left, right, NW: tl.constexpr):
+    "[NW, 8, 16] from two [NW, 8, 8] blocks side by side."
+    return tl.reshape(tl.permute(tl.join(left, right), (0, 1, 3, 2)), [NW, 8, 16])
+
+@triton.jit
+def _mma_emu(a0, a1, a2, a3, b0lo, b0hi, b1lo, b1hi, c0, c1, c2, c3, NW: tl.constexpr):
+    "What mma.sync m16n8k16 gives every lane, computed from all lanes' fragments (fp32)."
+    l0, h0 = _halves(a0); l1, h1 = _halves(a1); l2, h2 = _halves(a2); l3, h3 = _halves(a3)
+    top = _cols16(_frag(l0, h0, NW), _frag(l2, h2, NW), NW)               # A rows 0-7   [NW, 8, 16]
+    bot = _cols16(_frag(l1, h1, NW), _frag(l3, h3, NW), NW)               # A rows 8-15
+    A = tl.reshape(tl.permute(tl.join(top, bot), (0, 3, 1, 2)), [NW, 16, 16])
+    Bt = _cols16(_frag(b0lo, b0hi, NW), _frag(b1lo, b1hi, NW), NW)        # [NW, 8 (n), 16 (k)]
+    C = tl.sum(A[:, :, None, :] * Bt[:, None, :, :], 3)                   # [NW, 16, 8]
+    C = tl.reshape(tl.permute(tl.reshape(C, [NW, 2, 8, 4, 2]), (0, 2, 3, 1, 4)), [32 * NW, 2, 2])   # lane, row half, column
+    e0, e1 = tl.split(C)                                                  # column 2j, 2j+1: [L, 2] each
+    d0, d2 = tl.split(e0)
+    d1, d3 = tl.split(e1)
+    return c0 + d0, c1 + d1, c2 + d2, c3 + d3
+
+@triton.jit
+def _step(w0, w1, w2, w3, a0, a1, a2, a3, c0, c1, c2, c3, bA, bB, bC, s2, z, s,
+          BITS: tl.constexpr, STEP: tl.constexpr, ASM: tl.constexpr, NW: tl.constexpr):
+    "One k16 step of one 8-column tile: the accumulators after adding this step's products."
+    if ASM:
+        return tl.inline_asm_elementwise(_mma_ptx(BITS, STEP), "=f,=f,=f,=f" + ",r" * 8 + ",f" * 4 + ",r" * 4,
+                                         [w0, w1, w2, w3, a0, a1, a2, a3, c0, c1, c2, c3, bA, bB, bC, s2],
+                                         dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+    else:
+        q0, q1 = _q_emu(w0, w1, w2, w3, 2 * STEP, BITS)
+        q2, q3 = _q_emu(w0, w1, w2, w3, 2 * STEP + 1, BITS)
+        v0 = ((q0 - z).to(tl.float16) * s).to(tl.float32); v1 = ((q1 - z).to(tl.float16) * s).to(tl.float32)
+        v2 = ((q2 - z).to(tl.float16) * s).to(tl.float32); v3 = ((q3 - z).to(tl.float16) * s).to(tl.float32)
+        return _mma_emu(a0, a1, a2, a3, v0, v1, v2, v3, c0, c1, c2, c3, NW)
+
+# %% ../nbs/04_gptq_matmul.ipynb #2366c9ec
+@triton.jit
+def _pair16(v):
+    "int32 holding the fp16 `v` in both halves."
+    b = v.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+    return b | (b << 16)
+
+@triton.jit
+def _consts(z, s, BITS: tl.constexpr):
+    "-(1024/f + z) per field scale f and the scale, as fp16 pairs."
+    zf = z.to(tl.float32)
+    if BITS == 4:
+        return _pair16((-1024.0 - zf).to(tl.float16)), _pair16((-64.0 - zf).to(tl.float16)), z, _pair16(s)
+    else:
+        return (_pair16((-1024.0 - zf).to(tl.float16)), _pair16((-128.0 - zf).to(tl.float16)),
+                _pair16((-16.0 - zf).to(tl.float16)), _pair16(s))
+
+@triton.jit
+def _split4(v):
+    "The four columns of [L, 4] as four [L] tensors."
+    a, b = tl.split(tl.reshape(v, [v.shape[0], 2, 2]))                  # columns (0, 2), (1, 3)
+    v0, v2 = tl.split(a)
+    v1, v3 = tl.split(b)
+    return v0, v1, v2, v3
+
+@triton.jit
+def _zs(z_ptr, s_ptr, grp, c, c4, c_ok, ok, N, n_zw, BITS: tl.constexpr, SYM: tl.constexpr, ZERO_OFFSET: tl.constexpr):
+    "Zero points (int32) and scales (fp16) of groups `grp` [L] at the lane's 4 columns `c4` [L, 4] (c, the first, a multiple of 4)."
+    m = ok[:, None] & c_ok
+    s0, s1, s2, s3 = _split4(tl.load(s_ptr + grp[:, None] * N + c4, mask=m, other=0.0))
+    if SYM:
+        z = tl.zeros_like(grp) + (1 << (BITS - 1))
+        return z, z, z, z, s0, s1, s2, s3
+    else:
+        zw = tl.load(z_ptr + grp * n_zw + c // 8, mask=ok & (c < N), other=0) >> ((c % 8) * 4)
+        return ((zw & 0xF) + ZERO_OFFSET, ((zw >> 4) & 0xF) + ZERO_OFFSET, ((zw >> 8) & 0xF) + ZERO_OFFSET,
+                ((zw >> 12) & 0xF) + ZERO_OFFSET, s0, s1, s2, s3)
+
+@triton.jit
+def _tile_words(qw_ptr, u, c4, m, N, BITS: tl.constexpr):
+    "The lane's unit's words at its 4 columns: 4 tuples (one per column) of 4 words (the 4th repeats the 3rd at 3 bits)."
+    wp = qw_ptr + (u * BITS)[:, None] * N + c4                             # [L, 4]
+    a0, b0, c0, d0 = _split4(tl.load(wp, mask=m, other=0))
+    a1, b1, c1, d1 = _split4(tl.load(wp + N, mask=m, other=0))
+    a2, b2, c2, d2 = _split4(tl.load(wp + 2 * N, mask=m, other=0))
+    if BITS == 4:
+        a3, b3, c3, d3 = _split4(tl.load(wp + 3 * N, mask=m, other=0))
+    else:
+        a3 = a2; b3 = b2; c3 = c2; d3 = d2
+    return a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3
+
+@triton.jit
+def _x16(xrow, u, ok, lim):
+    "The 16 activation pairs of the lane's unit in one row of x, loaded 4 at a time (16 bytes per load)."
+    p = (u * 16)[:, None] + tl.arange(0, 4)[None, :]                       # [L, 4]
+    xrow = xrow[:, None]
+    x0, x1, x2, x3 = _split4(tl.load(xrow + p, mask=ok[:, None] & (p < lim), other=0))
+    x4, x5, x6, x7 = _split4(tl.load(xrow + p + 4, mask=ok[:, None] & (p + 4 < lim), other=0))
+    x8, x9, x10, x11 = _split4(tl.load(xrow + p + 8, mask=ok[:, None] & (p + 8 < lim), other=0))
+    x12, x13, x14, x15 = _split4(tl.load(xrow + p + 12, mask=ok[:, None] & (p + 12 < lim), other=0))
+    return x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15
+
+@triton.jit
+def _pick(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, P: tl.constexpr):
+    "Pair P of 16."
+    if P < 8:
+        if P < 4:
+            return x0 if P == 0 else (x1 if P == 1 else (x2 if P == 2 else x3))
+        else:
+            return x4 if P == 4 else (x5 if P == 5 else (x6 if P == 6 else x7))
+    else:
+        if P < 12:
+            return x8 if P == 8 else (x9 if P == 9 else (x10 if P == 10 else x11))
+        else:
+            return x12 if P == 12 else (x13 if P == 13 else (x14 if P == 14 else x15))
+
+@triton.jit
+def _out(part_ptr, y_ptr, bias_ptr, v, r, c, M, N, pid_k, stride_ym, FINAL: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
+    "Store one output per lane: a split's partial, or (FINAL) the sum of all splits' partials (+ bias) into y."
+    ok = (r < M) & (c < N)
+    if FINAL:
+        if SPLIT_K > 1:
+            v = tl.zeros_like(v)
+            for sk in range(SPLIT_K):
+                v += tl.load(part_ptr + (sk * M + r) * N + c, mask=ok, other=0.0, cache_modifier=".cg")
+        if HAS_BIAS:
+            v += tl.load(bias_ptr + c, mask=ok, other=0.0).to(tl.float32)
+        tl.store(y_ptr + r * stride_ym + c, v.to(y_ptr.dtype.element_ty), mask=ok)
+    else:
+        tl.store(part_ptr + (pid_k * M + r) * N + c, v, mask=ok)
+
+@triton.jit
+def _out4(part_ptr, y_ptr, bias_ptr, d0, d1, d2, d3, r0, c, M, N, pid_k, stride_ym, FINAL: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
+    "The four accumulators of one tile: rows r0, r0 + 8; columns c, c + 4 (B lanes 2j, 2j+1 hold columns 4 apart)."
+    _out(part_ptr, y_ptr, bias_ptr, d0, r0, c, M, N, pid_k, stride_ym, FINAL, HAS_BIAS, SPLIT_K)
+    _out(part_ptr, y_ptr, bias_ptr, d1, r0, c + 4, M, N, pid_k, stride_ym, FINAL, HAS_BIAS, SPLIT_K)
+    _out(part_ptr, y_ptr, bias_ptr, d2, r0 + 8, c, M, N, pid_k, stride_ym, FINAL, HAS_BIAS, SPLIT_K)
+    _out(part_ptr, y_ptr, bias_ptr, d3, r0 + 8, c + 4, M, N, pid_k, stride_ym, FINAL, HAS_BIAS, SPLIT_K)
+
+@triton.jit
+def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
+                M, N, K, n_units, n_groups, stride_xm, stride_ym, n_zw,
+                BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
+                ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
+                NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr):
+    """y = x @ W + bias for 16 rows and 32*NW columns over ITERS blocks of 4 units, by mma.sync on fragments
+    dequantized in registers (program ids: N tile, M tile, split). One element per thread: lane t of warp w owns
+    unit 4b + t%4 of every block b and the 4 adjacent columns 4(t//4) .. of its warp's 32; tile i of the warp
+    is the 8 columns 4g + i.
+
+    x_ptr int32 [M, K/2] activation pairs (row stride stride_xm); the other pointers as in `_gemv_kernel`.
+    """
+    L: tl.constexpr = 32 * NW
+    pid_n = tl.program_id(0); pid_m = tl.program_id(1); pid_k = tl.program_id(2)
+    e = tl.arange(0, L)
+    lane = e % 32
+    g = lane // 4; j = lane % 4
+    wbase = pid_n * L + (e // 32) * 32                                     # the warp's 32 columns
+    c1st = wbase + 4 * g
+    c4 = c1st[:, None] + tl.arange(0, 4)[None, :]                          # [L, 4] the lane's B columns
+    c_ok = c4 < N
+    r0 = pid_m * 16 + g; r1 = r0 + 8
+    x0p = x_ptr + r0 * stride_xm; x1p = x_ptr + r1 * stride_xm
+    lim = K // 2
+    zero = tl.zeros([L], tl.float32)
+    c00 = zero; c01 = zero; c02 = zero; c03 = zero; c10 = zero; c11 = zero; c12 = zero; c13 = zero
+    c20 = zero; c21 = zero; c22 = zero; c23 = zero; c30 = zero; c31 = zero; c32 = zero; c33 = zero
+    if not GROUPED:
+        z0, z1, z2, z3, s0, s1, s2, s3 = _zs(z_ptr, s_ptr, tl.zeros([L], tl.int32), c1st, c4, c_ok, e >= 0, N, n_zw, BITS, SYM, ZERO_OFFSET)
+        kA0, kB0, kC0, kS0 = _consts(z0, s0, BITS); kA1, kB1, kC1, kS1 = _consts(z1, s1, BITS)
+        kA2, kB2, kC2, kS2 = _consts(z2, s2, BITS); kA3, kB3, kC3, kS3 = _consts(z3, s3, BITS)
+    for it in range(ITERS):
+        u = (pid_k * ITERS + it) * 4 + j                                   # [L] the lane's unit
+        u_ok = u < n_units
+        if GROUPED:
+            grp = tl.minimum(u // UPG, n_groups - 1)
+            z0, z1, z2, z3, s0, s1, s2, s3 = _zs(z_ptr, s_ptr, grp, c1st, c4, c_ok, u_ok, N, n_zw, BITS, SYM, ZERO_OFFSET)
+            kA0, kB0, kC0, kS0 = _consts(z0, s0, BITS); kA1, kB1, kC1, kS1 = _consts(z1, s1, BITS)
+            kA2, kB2, kC2, kS2 = _consts(z2, s2, BITS); kA3, kB3, kC3, kS3 = _consts(z3, s3, BITS)
+        w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(qw_ptr, u, c4, u_ok[:, None] & c_ok, N, BITS)
+        p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15 = _x16(x0p, u, u_ok & (r0 < M), lim)
+        q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15 = _x16(x1p, u, u_ok & (r1 < M), lim)
+        for st in tl.static_range(8):
+            a0 = _pick(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, 2 * st)
+            a2 = _pick(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, 2 * st + 1)
+            a1 = _pick(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15, 2 * st)
+            a3 = _pick(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15, 2 * st + 1)
+            c00, c01, c02, c03 = _step(w00, w01, w02, w03, a0, a1, a2, a3, c00, c01, c02, c03, kA0, kB0, kC0, kS0, z0, s0, BITS, st, ASM, NW)
+            c10, c11, c12, c13 = _step(w10, w11, w12, w13, a0, a1, a2, a3, c10, c11, c12, c13, kA1, kB1, kC1, kS1, z1, s1, BITS, st, ASM, NW)
+            c20, c21, c22, c23 = _step(w20, w21, w22, w23, a0, a1, a2, a3, c20, c21, c22, c23, kA2, kB2, kC2, kS2, z2, s2, BITS, st, ASM, NW)
+            c30, c31, c32, c33 = _step(w30, w31, w32, w33, a0, a1, a2, a3, c30, c31, c32, c33, kA3, kB3, kC3, kS3, z3, s3, BITS, st, ASM, NW)
+    cc = wbase + 8 * j                                                     # output column of tile 0: B lane 2j's first column
+    final = SPLIT_K == 1
+    if SPLIT_K > 1:
+        _out4(part_ptr, y_ptr, bias_ptr, c00, c01, c02, c03, r0, cc, M, N, pid_k, stride_ym, False, HAS_BIAS, SPLIT_K)
+        _out4(part_ptr, y_ptr, bias_ptr, c10, c11, c12, c13, r0, cc + 1, M, N, pid_k, stride_ym, False, HAS_BIAS, SPLIT_K)
+        _out4(part_ptr, y_ptr, bias_ptr, c20, c21, c22, c23, r0, cc + 2, M, N, pid_k, stride_ym, False, HAS_BIAS, SPLIT_K)
+        _out4(part_ptr, y_ptr, bias_ptr, c30, c31, c32, c33, r0, cc + 3, M, N, pid_k, stride_ym, False, HAS_BIAS, SPLIT_K)
+        tl.debug_barrier()                                                 # every thread's partials are written...
+        tile = pid_m * tl.num_programs(0) + pid_n
+        count = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel")            # ...before this release; the last arrival sums them
+        final = count == SPLIT_K - 1
+        if final:
+            tl.atomic_xchg(cnt_ptr + tile, 0)
+    if final:
+        _out4(part_ptr, y_ptr, bias_ptr, c00, c01, c02, c03, r0, cc, M, N, pid_k, stride_ym, True, HAS_BIAS, SPLIT_K)
+        _out4(part_ptr, y_ptr, bias_ptr, c10, c11, c12, c13, r0, cc + 1, M, N, pid_k, stride_ym, True, HAS_BIAS, SPLIT_K)
+        _out4(part_ptr, y_ptr, bias_ptr, c20, c21, c22, c23, r0, cc + 2, M, N, pid_k, stride_ym, True, HAS_BIAS, SPLIT_K)
+        _out4(part_ptr, y_ptr, bias_ptr, c30, c31, c32, c33, r0, cc + 3, M, N, pid_k, stride_ym, True, HAS_BIAS, SPLIT_K)
+
 # %% ../nbs/04_gptq_matmul.ipynb #63c00294
 _COUNTERS, _WORKSPACE, _RETIRED = {}, {}, []
 
@@ -434,11 +700,21 @@ def _n_sms(device) -> int:
     "Streaming multiprocessors of `device` (4 for the CPU interpreter)."
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 4
 
-def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, bcast=True):
-    "Kernel choice, tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
+def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, bcast=True,
+                   kernel=None):
+    "Kernel choice ('gemv', 'mma' or 'dot'), tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
     n_units = -(-K // 32)
     upg = p.group_size // 32 if p.group_size != -1 else 1
-    if M <= 4:                                                             # decode: the fp16x2 kernel, once per row
+    kernel = kernel or ('gemv' if M <= 2 else ('mma' if M <= 16 else 'dot'))
+    if kernel == 'mma':                                                    # batched decode: mma.sync on register fragments
+        nw = num_warps or 4
+        tiles = -(-N // (32 * nw)) * -(-M // 16)
+        n_blocks = -(-n_units // 4)
+        split = split_k or max(1, min(n_blocks, round(4 * _n_sms(device) / tiles)))   # about 4 programs per SM
+        iters = -(-n_blocks // split)
+        split = -(-n_blocks // iters)
+        return dict(KIND=kernel, U=4, BLOCK_N=32 * nw, BLOCK_M=16, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast), tiles, upg
+    if kernel == 'gemv':                                                   # decode: the fp16x2 kernel, once per row
         nw = num_warps or (8 if p.bits == 4 else 4)
         bn = min(block_n or 128 * nw, max(16, triton.next_power_of_2(N)))
         tiles = -(-N // bn)
@@ -458,13 +734,13 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     split = split_k or max(1, min(-(-n_units // U), round(target / tiles)))
     iters = -(-n_units // (split * U))                                     # units per split, in steps of U
     split = -(-n_units // (iters * U))                                     # no empty splits
-    return dict(U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast), tiles, upg
+    return dict(KIND=kernel, U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
 def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
-                **launch             # U, num_warps, split_k, block_n, block_m, bcast: override the launch configuration
+                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast: override the launch configuration
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`, in one Triton launch (two with act-order and unsorted x)."
     K, N = p.in_features, p.out_features
@@ -477,13 +753,21 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
     if x2.stride(-1) != 1 or x2.stride(0) % 2 or x2.data_ptr() % 4: x2 = x2.clone(memory_format=torch.contiguous_format)  # pairs: 4-byte aligned
     M = x2.shape[0]
     cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **launch)
+    if cfg['KIND'] == 'mma' and _asm_ok(x.device) and (N % 16 or K % 32 or x2.stride(0) % 32 or x2.data_ptr() % 16):
+        cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **{**launch, 'kernel': 'dot'})   # its lane layout needs 16-byte loads
     y = torch.empty(M, N, dtype=x.dtype, device=x.device)
     split = cfg['SPLIT_K'] > 1
     part = _workspace(x.device, cfg['SPLIT_K'] * M * N) if split else y
-    cnt = _counters(x.device, tiles * (M if M <= 4 else 1)) if split else y
+    cnt = _counters(x.device, tiles * (M if cfg['KIND'] == 'gemv' else 1)) if split else y
     bias = y if p.bias is None else p.bias
     common = (p.qweight, p.zeros, p.scales, bias, y, part, cnt, M, N, K, -(-K // 32), p.scales.shape[0])
-    if M <= 4:
+    if cfg['KIND'] == 'mma':
+        xp = x2.view(torch.int32)
+        _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
+            xp, *common, xp.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
+            SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), NW=cfg['num_warps'],
+            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'])
+    elif cfg['KIND'] == 'gemv':
         xp = x2.view(torch.int32)                                          # [M, K/2] pairs
         _gemv_kernel[(-(-N // cfg['BLOCK_N']), M, cfg['SPLIT_K'])](
             xp, *common, xp.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
