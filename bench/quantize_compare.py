@@ -12,7 +12,9 @@ bit, a sum taken in another order) changes the error carried to every later colu
 apart (relative Frobenius norm) at the same proxy loss `tr((W-Ŵ) H (W-Ŵ)ᵀ)`. With 4096 calibration tokens on a 135M
 model that moves perplexity by several percent (tens of percent at 3 bits). So each bit width is quantized from
 several calibration seeds (`--seeds`: each seed draws other windows from the same files; both tools get the same
-windows for a seed), and the table reports the mean and the spread over seeds. Alongside runs qllama's former choice
+windows for a seed), and the table reports the mean and the spread over seeds, and the paired comparison (`paired`:
+per-seed ratios qllama / GPTQModel and a 95 % t-interval of the mean log-ratio). Runs over further seeds are pooled
+into the committed JSON by `bench/quantize_compare_merge.py`. Alongside runs qllama's former choice
 (`qllama_fp16_scales`: group scales rounded up to fp16 *before* the column loop, so the error feedback used the stored
 scales; qllama now keeps them in fp32 in the loop and rounds them to nearest fp16 when packing, as GPTQModel does).
 
@@ -27,6 +29,57 @@ CALIB, EVAL = '[a-m]*.py', '[n-z]*.py'
 
 def settings(bits):
     return dict(bits=bits, group_size=128, desc_act=True, sym=True, damp_percent=0.01, static_groups=False, true_sequential=True)
+
+def t_quantile(p, df):
+    "The `p` quantile of Student's t with `df` degrees of freedom (Simpson's rule on the density, then bisection)."
+    import math
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    f = lambda x: c * (1 + x * x / df) ** (-(df + 1) / 2)
+    def cdf(x, n=2000):   # 0.5 + the integral of the density from 0 to x
+        h = x / n
+        return 0.5 + h / 3 * (f(0) + f(x) + sum((4 if i % 2 else 2) * f(i * h) for i in range(1, n)))
+    lo, hi = 0.0, 100.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
+
+def paired(a:dict, b:dict, level=0.95, target=0.01) -> dict:
+    "Seed-by-seed comparison of perplexities `a` against `b` ({seed: ppl}): ratios, and a t-interval of the mean log-ratio."
+    import math
+    seeds = [s for s in a if s in b]
+    d = [math.log(a[s] / b[s]) for s in seeds]
+    n, m = len(d), statistics.mean(d)
+    r = dict(seeds=[int(s) for s in seeds], ratio={s: a[s] / b[s] for s in seeds}, mean_log_ratio=m,
+             geometric_mean_ratio=math.exp(m), mean_ratio=statistics.mean(a[s] / b[s] for s in seeds))
+    if n < 2: return r
+    sd = statistics.stdev(d); t = t_quantile(0.5 + level / 2, n - 1); h = t * sd / math.sqrt(n)
+    lo, hi = math.exp(m - h), math.exp(m + h)
+    r.update(stdev_log_ratio=sd, level=level, t=t, interval_ratio=[lo, hi], target=target,
+             within_target=('yes: the interval lies inside' if 1 - target <= lo and hi <= 1 + target else
+                            'no: the interval lies outside' if hi < 1 - target or lo > 1 + target else
+                            'undecided: the interval overlaps') + f' the ±{target:.0%} band around 1',
+             compatible_with_target=lo <= 1 + target and hi >= 1 - target,
+             excess_over_target_at_least=max(0.0, lo - (1 + target)))
+    return r
+
+def summarize(runs:dict) -> dict:
+    "One tool at one bit width: its runs by seed, and the mean, range and spread of their perplexities and times."
+    p = [t['ppl'] for t in runs.values()]
+    return dict(runs=runs, ppl_mean=statistics.mean(p), ppl_min_max=[min(p), max(p)], ppl_stdev=statistics.stdev(p) if len(p) > 1 else 0.0,
+                total_s_mean=statistics.mean(t['total_s'] for t in runs.values()))
+
+def compare(r:dict):
+    "Add to one bit width's results `r` the ratios of qllama (and its former variant) over GPTQModel, and the paired analysis."
+    if 'gptqmodel' not in r: return
+    g = r['gptqmodel']
+    for name in ('qllama', 'qllama_fp16_scales'):
+        if name in r: r[f'ppl_mean_ratio_{name}_over_gptqmodel'] = r[name]['ppl_mean'] / g['ppl_mean']
+    if 'qllama' in r:
+        q = r['qllama']
+        r['per_seed_ratio_qllama_over_gptqmodel'] = {sd: q['runs'][sd]['ppl'] / g['runs'][sd]['ppl'] for sd in q['runs'] if sd in g['runs']}
+        r['time_ratio_qllama_over_gptqmodel'] = q['total_s_mean'] / g['total_s_mean']
+        r['paired_qllama_over_gptqmodel'] = paired({k: t['ppl'] for k, t in q['runs'].items()}, {k: t['ppl'] for k, t in g['runs'].items()})
 
 def _status(key):
     "A memory figure of this process from /proc/self/status, in bytes."
@@ -146,19 +199,8 @@ def main(a):
         for name in runs:
             seeds = [sd for sd in a.seeds if (bits, sd, name) in done]
             if not seeds: continue                     # not run (a run cut short and resumed with fewer --runs)
-            ts = [done[bits, seed, name] for seed in seeds]
-            p = [t['ppl'] for t in ts]
-            r[name] = dict(runs={str(seed): t for seed, t in zip(seeds, ts)}, ppl_mean=statistics.mean(p),
-                           ppl_min_max=[min(p), max(p)], ppl_stdev=statistics.stdev(p) if len(p) > 1 else 0.0,
-                           total_s_mean=statistics.mean(t['total_s'] for t in ts))
-        if 'gptqmodel' in r:
-            g = r['gptqmodel']['ppl_mean']
-            for name in ('qllama', 'qllama_fp16_scales'):
-                if name in r: r[f'ppl_mean_ratio_{name}_over_gptqmodel'] = r[name]['ppl_mean'] / g
-            if 'qllama' in r:
-                r['per_seed_ratio_qllama_over_gptqmodel'] = {str(sd): done[bits, sd, 'qllama']['ppl'] / done[bits, sd, 'gptqmodel']['ppl']
-                                                             for sd in a.seeds if (bits, sd, 'qllama') in done and (bits, sd, 'gptqmodel') in done}
-                r['time_ratio_qllama_over_gptqmodel'] = r['qllama']['total_s_mean'] / r['gptqmodel']['total_s_mean']
+            r[name] = summarize({str(seed): done[bits, seed, name] for seed in seeds})
+        compare(r)
         print(bits, 'summary', {k: v for k, v in r.items() if k not in runs}, flush=True)
     res['machine']['loadavg_at_end'] = os.getloadavg()   # 2 cores shared with other work: times are noisy when this is > 1
     res['source_bytes'] = sum(f.stat().st_size for f in Path(a.src).glob('*.safetensors'))
