@@ -102,7 +102,7 @@ def main():
                 t = random_gptq(K, N, bits, gs, dev, sym=sym)
                 p = gm.prepare(*t, bits=bits, group_size=gs)
                 assert p.sym == sym
-                for M in (1, 3, 5, 16, 300):
+                for M in (1, 3, 5, 16, 300, 600):
                     x = torch.randn(M, K, device=dev, dtype=torch.float16)
                     y = gm.gptq_matmul(x, p)
                     e = relerr(y, gm.gptq_matmul_ref(x, *t, None, bits))
@@ -119,7 +119,7 @@ def main():
             floor_ms = byts(JOINED, bits, gs, M) / bw / 1e6
             rec(name, f'token_linear_time_M{M}', ms, 'ms', floor_ms)
             table.append((name, M, ms, floor_ms))
-            variants = {1: {}, 16: dict(dot=dict(kernel='dot')), 2048: dict(nobcast=dict(bcast=False))}[M]
+            variants = {1: {}, 16: dict(dot=dict(kernel='dot')), 2048: dict(dot=dict(kernel='dot'))}[M]
             for vname, kw in variants.items():                                 # launch variants to compare
                 fns = [(lambda p=p, x=xs[JOINED[s][0]], srt=s != 'o': gm.gptq_matmul(x, p, x_sorted=srt, **kw)) for lay in layers for s, p in lay.items()]
                 ms = graph_time(fns) / L * LAYERS

@@ -67,7 +67,8 @@ def test_matches_reference(bits, gs, sym):
     bias = torch.randn(N).half()
     p = prepare(**t, bits=bits, group_size=gs, bias=bias)
     assert p.sym == sym
-    for M, launch in [(1, {}), (1, dict(split_k=3, U=1)), (1, dict(U=2, num_warps=1)), (3, dict(U=4)), (5, dict(split_k=2)), (70, {})]:
+    for M, launch in [(1, {}), (1, dict(split_k=3, U=1)), (1, dict(U=2, num_warps=1)), (3, dict(U=4)), (5, dict(split_k=2)),
+                      (16, dict(num_warps=1)), (70, {}), (520, {}), (9, dict(kernel='dequant', chunk=128))]:
         x = torch.randn(M, K).half()
         ref = gptq_matmul_ref(x, **t, bias=bias, bits=bits)
         y = gptq_matmul(x, p, **launch)
@@ -161,6 +162,6 @@ def test_errors():
 def test_cuda_70b_shape(bits, gs, sym):
     t = {k: v.cuda() for k, v in gptq_tensors(bits, gs, 8192, 1024, sym=sym).items()}
     p = prepare(**t, bits=bits, group_size=gs)
-    for M in (1, 3, 16, 300):
+    for M in (1, 3, 16, 300, 600):                                         # fp16x2, fragment, tl.dot, dequantize + cuBLAS
         x = torch.randn(M, 8192, device='cuda').half()
-        assert relerr(gptq_matmul(x, p), gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2
+        assert relerr(gptq_matmul(x, p), gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2, M
