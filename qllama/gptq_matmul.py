@@ -744,13 +744,10 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
         return dict(KIND=kernel, CHUNK=chunk, SPLIT_K=1), 0, upg
     if kernel == 'mma':                                                    # batched decode: mma.sync on register fragments
         nw = num_warps or 4
-        tiles = -(-N // (32 * nw)) * -(-M // 16)
-        n_blocks = -(-n_units // 4)
-        split = split_k or max(1, min(n_blocks, round(4 * _n_sms(device) / tiles)))   # about 4 programs per SM
-        iters = -(-n_blocks // split)
-        split = -(-n_blocks // iters)
-        return dict(KIND=kernel, U=4, BLOCK_N=32 * nw, BLOCK_M=16, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast), tiles, upg
-    if kernel == 'gemv':                                                   # decode: the fp16x2 kernel, once per row
+        bn, bm, U = 32 * nw, 16, 4                                         # steps of 4 units, one per lane of a k-slot
+        tiles = -(-N // bn) * -(-M // bm)
+        target = 4 * _n_sms(device)                                        # about 4 programs per SM
+    elif kernel == 'gemv':                                                 # decode: the fp16x2 kernel, once per row
         nw = num_warps or (8 if p.bits == 4 else 4)
         bn = min(block_n or 128 * nw, max(16, triton.next_power_of_2(N)))
         tiles = -(-N // bn)
