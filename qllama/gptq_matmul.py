@@ -284,6 +284,50 @@ def _finish(acc, rows, rows_ok, n, n_ok, pid_k, M, N, stride_ym, bias_ptr, y_ptr
         tl.store(y_ptr + rows[:, None] * stride_ym + n[None, :], acc.to(y_ptr.dtype.element_ty), mask=out_ok)
 
 @triton.jit
+def _group_scales(s_ptr, u0, n, n_ok, N, n_groups, UPG: tl.constexpr, GROUPED: tl.constexpr, U: tl.constexpr):
+    "fp32 [GT, BN]: the scales of the groups of the U units from `u0` ([1, 1] zeros when there is one group)."
+    if GROUPED:
+        GT: tl.constexpr = U // UPG if U >= UPG else 1                     # groups in this step
+        g = u0 // UPG + tl.arange(0, GT)
+        ok = (g < n_groups)[:, None] & n_ok[None, :]
+        return tl.load(s_ptr + g[:, None] * N + n[None, :], mask=ok, other=0.0).to(tl.float32)
+    else:
+        return tl.zeros([1, 1], tl.float32)
+
+@triton.jit
+def _gemv_step(w0, w1, w2, w3, s, xrow, xh, z_ptr, u, u0, n, n_ok, K, N, n_units, n_groups, n_zw,
+               BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
+               ZERO_OFFSET: tl.constexpr, ASM: tl.constexpr, U: tl.constexpr, BLOCK_N: tl.constexpr):
+    "fp32 [BN]: what the U units `u` (from `u0`) add to the columns `n`, given their words and group scales `s`."
+    C: tl.constexpr = 1 << (BITS - 1)
+    u_ok = u < n_units
+    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15 = _xpairs(xrow, u * 16, u_ok, K // 2)
+    p = _unit(w0, w1, w2, w3, x0[:, None], x1[:, None], x2[:, None], x3[:, None], x4[:, None], x5[:, None],
+              x6[:, None], x7[:, None], x8[:, None], x9[:, None], x10[:, None], x11[:, None], x12[:, None],
+              x13[:, None], x14[:, None], x15[:, None], BITS, ASM)        # [U, BN] fp32: sum x (q - C) / C per unit
+    if not SYM:                                                            # sum of x per unit, for the zero-point correction
+        k = (u * 32)[:, None] + tl.arange(0, 32)[None, :]                  # [U, 32]
+        xs = tl.sum(tl.load(xh + k, mask=u_ok[:, None] & (k < K), other=0.0).to(tl.float32), 1)   # [U]
+    if GROUPED:
+        GT: tl.constexpr = U // UPG if U >= UPG else 1
+        PU: tl.constexpr = U // GT                                         # units per group in this step
+        pg = tl.sum(tl.reshape(p, [GT, PU, BLOCK_N]), 1)                    # [GT, BN]
+        if not SYM:
+            g = u0 // UPG + tl.arange(0, GT)
+            gn_ok = (g < n_groups)[:, None] & n_ok[None, :]
+            zw = tl.load(z_ptr + g[:, None] * n_zw + (n // 8)[None, :], mask=gn_ok, other=0)
+            z = (((zw >> ((n % 8) * 4)[None, :]) & 0xF) + (ZERO_OFFSET - C)).to(tl.float32)   # [GT, BN] z - C
+            pg -= z * (tl.sum(tl.reshape(xs, [GT, PU]), 1) * (1.0 / C))[:, None]
+        r = tl.sum(s * pg, 0)
+    else:
+        r = tl.sum(p, 0)
+        if not SYM:
+            zw = tl.load(z_ptr + n // 8, mask=n_ok, other=0)
+            z = (((zw >> ((n % 8) * 4)) & 0xF) + (ZERO_OFFSET - C)).to(tl.float32)
+            r -= z * (tl.sum(xs, 0) * (1.0 / C))
+    return r
+
+@triton.jit
 def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
                  M, N, K, n_units, n_groups, stride_xm, stride_ym, n_zw,
                  BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
@@ -306,36 +350,18 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
     acc = tl.zeros([BLOCK_N], tl.float32)
     xrow = x_ptr + m * stride_xm
     xh = xrow.to(tl.pointer_type(tl.float16))                             # the same activations as fp16
+    ub = pid_k * ITERS * U                                                 # this split's first unit
+    lim = tl.minimum(n_units, ub + ITERS * U)                              # and the end of its units
+    u = ub + tl.arange(0, U)                                               # [U] units of the first step
+    w0, w1, w2, w3 = _words(qw_ptr, u, n, n_ok, N, lim, BITS)             # [U, BN] each
+    s = _group_scales(s_ptr, ub, n, n_ok, N, n_groups, UPG, GROUPED, U)
     for it in range(ITERS):                                                # a constexpr trip count: the CPU interpreter cannot loop to a run-time bound
-        u0 = (pid_k * ITERS + it) * U
-        u = u0 + tl.arange(0, U)                                           # [U] units
-        u_ok = u < n_units
-        w0, w1, w2, w3 = _words(qw_ptr, u, n, n_ok, N, n_units, BITS)     # [U, BN] each
-        x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15 = _xpairs(xrow, u * 16, u_ok, K // 2)
-        p = _unit(w0, w1, w2, w3, x0[:, None], x1[:, None], x2[:, None], x3[:, None], x4[:, None], x5[:, None],
-                  x6[:, None], x7[:, None], x8[:, None], x9[:, None], x10[:, None], x11[:, None], x12[:, None],
-                  x13[:, None], x14[:, None], x15[:, None], BITS, ASM)    # [U, BN] fp32: sum x (q - C) / C per unit
-        if not SYM:                                                        # sum of x per unit, for the zero-point correction
-            k = (u * 32)[:, None] + tl.arange(0, 32)[None, :]              # [U, 32]
-            xs = tl.sum(tl.load(xh + k, mask=u_ok[:, None] & (k < K), other=0.0).to(tl.float32), 1)   # [U]
-        if GROUPED:
-            GT: tl.constexpr = U // UPG if U >= UPG else 1                 # groups in this tile
-            PU: tl.constexpr = U // GT                                     # units per group in this tile
-            pg = tl.sum(tl.reshape(p, [GT, PU, BLOCK_N]), 1)                # [GT, BN]
-            g = u0 // UPG + tl.arange(0, GT)                               # [GT] groups
-            gn_ok = (g < n_groups)[:, None] & n_ok[None, :]
-            s = tl.load(s_ptr + g[:, None] * N + n[None, :], mask=gn_ok, other=0.0).to(tl.float32)
-            if not SYM:
-                zw = tl.load(z_ptr + g[:, None] * n_zw + (n // 8)[None, :], mask=gn_ok, other=0)
-                z = (((zw >> ((n % 8) * 4)[None, :]) & 0xF) + (ZERO_OFFSET - C)).to(tl.float32)   # [GT, BN] z - C
-                pg -= z * (tl.sum(tl.reshape(xs, [GT, PU]), 1) * (1.0 / C))[:, None]
-            acc += tl.sum(s * pg, 0)
-        else:
-            acc += tl.sum(p, 0)
-            if not SYM:
-                zw = tl.load(z_ptr + n // 8, mask=n_ok, other=0)
-                z = (((zw >> ((n % 8) * 4)) & 0xF) + (ZERO_OFFSET - C)).to(tl.float32)
-                acc -= z * (tl.sum(xs, 0) * (1.0 / C))
+        u0 = ub + it * U
+        v0, v1, v2, v3 = _words(qw_ptr, u + U, n, n_ok, N, lim, BITS)     # the next step's words, in flight during this step's arithmetic
+        t = _group_scales(s_ptr, u0 + U, n, n_ok, N, n_groups, UPG, GROUPED, U)
+        acc += _gemv_step(w0, w1, w2, w3, s, xrow, xh, z_ptr, u, u0, n, n_ok, K, N, n_units, n_groups, n_zw,
+                          BITS, UPG, GROUPED, SYM, ZERO_OFFSET, ASM, U, BLOCK_N)
+        w0, w1, w2, w3, s, u = v0, v1, v2, v3, t, u + U
     if GROUPED:
         acc = acc * C
     else:
@@ -530,29 +556,46 @@ def _split4(v):
     return v0, v1, v2, v3
 
 @triton.jit
-def _zs(z_ptr, s_ptr, grp, c, c4, c_ok, ok, N, n_zw, BITS: tl.constexpr, SYM: tl.constexpr, ZERO_OFFSET: tl.constexpr):
-    "Zero points (int32) and scales (fp16) of groups `grp` [L] at the lane's 4 columns `c4` [L, 4] (c, the first, a multiple of 4)."
-    m = ok[:, None] & c_ok
-    s0, s1, s2, s3 = _split4(tl.load(s_ptr + grp[:, None] * N + c4, mask=m, other=0.0))
+def _zs_load(z_ptr, s_ptr, grp, c, c4, c_ok, ok, N, n_zw, SYM: tl.constexpr):
+    "The scales [L, 4] (fp16) of groups `grp` [L] at the lane's 4 columns `c4` and the word [L] holding their zero points."
+    s = tl.load(s_ptr + grp[:, None] * N + c4, mask=ok[:, None] & c_ok, other=0.0)
     if SYM:
-        z = tl.zeros_like(grp) + (1 << (BITS - 1))
+        return s, tl.zeros_like(grp)
+    else:
+        return s, tl.load(z_ptr + grp * n_zw + c // 8, mask=ok & (c < N), other=0)
+
+@triton.jit
+def _zs_split(s, zw, c, BITS: tl.constexpr, SYM: tl.constexpr, ZERO_OFFSET: tl.constexpr):
+    "Zero points (int32) and scales (fp16) of the lane's 4 columns (c, the first, a multiple of 4), from `_zs_load`."
+    s0, s1, s2, s3 = _split4(s)
+    if SYM:
+        z = tl.zeros_like(zw) + (1 << (BITS - 1))
         return z, z, z, z, s0, s1, s2, s3
     else:
-        zw = tl.load(z_ptr + grp * n_zw + c // 8, mask=ok & (c < N), other=0) >> ((c % 8) * 4)
+        zw = zw >> ((c % 8) * 4)
         return ((zw & 0xF) + ZERO_OFFSET, ((zw >> 4) & 0xF) + ZERO_OFFSET, ((zw >> 8) & 0xF) + ZERO_OFFSET,
                 ((zw >> 12) & 0xF) + ZERO_OFFSET, s0, s1, s2, s3)
 
 @triton.jit
-def _tile_words(qw_ptr, u, c4, m, N, BITS: tl.constexpr):
-    "The lane's unit's words at its 4 columns: 4 tuples (one per column) of 4 words (the 4th repeats the 3rd at 3 bits)."
+def _tile_load(qw_ptr, u, c4, m, N, BITS: tl.constexpr):
+    "The words [L, 4] of the lane's unit at its 4 columns, one tensor per word (the 4th repeats the 3rd at 3 bits)."
     wp = qw_ptr + (u * BITS)[:, None] * N + c4                             # [L, 4]
-    a0, b0, c0, d0 = _split4(tl.load(wp, mask=m, other=0))
-    a1, b1, c1, d1 = _split4(tl.load(wp + N, mask=m, other=0))
-    a2, b2, c2, d2 = _split4(tl.load(wp + 2 * N, mask=m, other=0))
+    r0 = tl.load(wp, mask=m, other=0)
+    r1 = tl.load(wp + N, mask=m, other=0)
+    r2 = tl.load(wp + 2 * N, mask=m, other=0)
     if BITS == 4:
-        a3, b3, c3, d3 = _split4(tl.load(wp + 3 * N, mask=m, other=0))
+        r3 = tl.load(wp + 3 * N, mask=m, other=0)
     else:
-        a3 = a2; b3 = b2; c3 = c2; d3 = d2
+        r3 = r2
+    return r0, r1, r2, r3
+
+@triton.jit
+def _tile_words(r0, r1, r2, r3):
+    "`_tile_load`'s words as 4 tuples (one per column) of 4 words."
+    a0, b0, c0, d0 = _split4(r0)
+    a1, b1, c1, d1 = _split4(r1)
+    a2, b2, c2, d2 = _split4(r2)
+    a3, b3, c3, d3 = _split4(r3)
     return a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3
 
 @triton.jit
@@ -608,7 +651,7 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
                 M, N, K, n_units, n_groups, stride_xm, stride_ym, n_zw,
                 BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
                 ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
-                NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr):
+                NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr, PF: tl.constexpr):
     """y = x @ W + bias for 16 rows and 32*NW columns over ITERS blocks of 4 units, by mma.sync on fragments
     dequantized in registers (program ids: N tile, M tile, split). One element per thread: lane t of warp w owns
     unit 4b + t%4 of every block b and the 4 adjacent columns 4(t//4) .. of its warp's 32; tile i of the warp
@@ -631,19 +674,35 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     zero = tl.zeros([L], tl.float32)
     c00 = zero; c01 = zero; c02 = zero; c03 = zero; c10 = zero; c11 = zero; c12 = zero; c13 = zero
     c20 = zero; c21 = zero; c22 = zero; c23 = zero; c30 = zero; c31 = zero; c32 = zero; c33 = zero
+    ub = pid_k * ITERS * 4                                                 # this split's first unit
+    ulim = tl.minimum(n_units, ub + ITERS * 4)                             # and the end of its units
+    u = ub + j                                                             # [L] the lane's unit in the first block
     if not GROUPED:
-        z0, z1, z2, z3, s0, s1, s2, s3 = _zs(z_ptr, s_ptr, tl.zeros([L], tl.int32), c1st, c4, c_ok, e >= 0, N, n_zw, BITS, SYM, ZERO_OFFSET)
+        sr, zr = _zs_load(z_ptr, s_ptr, tl.zeros([L], tl.int32), c1st, c4, c_ok, e >= 0, N, n_zw, SYM)
+        z0, z1, z2, z3, s0, s1, s2, s3 = _zs_split(sr, zr, c1st, BITS, SYM, ZERO_OFFSET)
         kA0, kB0, kC0, kS0 = _consts(z0, s0, BITS); kA1, kB1, kC1, kS1 = _consts(z1, s1, BITS)
         kA2, kB2, kC2, kS2 = _consts(z2, s2, BITS); kA3, kB3, kC3, kS3 = _consts(z3, s3, BITS)
+    else:
+        sr, zr = _zs_load(z_ptr, s_ptr, tl.minimum(u // UPG, n_groups - 1), c1st, c4, c_ok, u < ulim, N, n_zw, SYM)
+    if PF:
+        wr0, wr1, wr2, wr3 = _tile_load(qw_ptr, u, c4, (u < ulim)[:, None] & c_ok, N, BITS)
     for it in range(ITERS):
-        u = (pid_k * ITERS + it) * 4 + j                                   # [L] the lane's unit
+        un = u + 4                                                         # the next block
+        if PF:                                                             # its words in flight during this block's mma
+            wn0, wn1, wn2, wn3 = _tile_load(qw_ptr, un, c4, (un < ulim)[:, None] & c_ok, N, BITS)
         u_ok = u < n_units
         if GROUPED:
-            grp = tl.minimum(u // UPG, n_groups - 1)
-            z0, z1, z2, z3, s0, s1, s2, s3 = _zs(z_ptr, s_ptr, grp, c1st, c4, c_ok, u_ok, N, n_zw, BITS, SYM, ZERO_OFFSET)
+            sn, zn = _zs_load(z_ptr, s_ptr, tl.minimum(un // UPG, n_groups - 1), c1st, c4, c_ok, un < ulim, N, n_zw, SYM)
+            z0, z1, z2, z3, s0, s1, s2, s3 = _zs_split(sr, zr, c1st, BITS, SYM, ZERO_OFFSET)
             kA0, kB0, kC0, kS0 = _consts(z0, s0, BITS); kA1, kB1, kC1, kS1 = _consts(z1, s1, BITS)
             kA2, kB2, kC2, kS2 = _consts(z2, s2, BITS); kA3, kB3, kC3, kS3 = _consts(z3, s3, BITS)
-        w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(qw_ptr, u, c4, u_ok[:, None] & c_ok, N, BITS)
+            sr, zr = sn, zn
+        if PF:
+            w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(wr0, wr1, wr2, wr3)
+            wr0, wr1, wr2, wr3 = wn0, wn1, wn2, wn3
+        else:
+            wc0, wc1, wc2, wc3 = _tile_load(qw_ptr, u, c4, (u < ulim)[:, None] & c_ok, N, BITS)
+            w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(wc0, wc1, wc2, wc3)
         p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15 = _x16(x0p, u, u_ok & (r0 < M), lim)
         q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15 = _x16(x1p, u, u_ok & (r1 < M), lim)
         for st in tl.static_range(8):
@@ -655,6 +714,7 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
             c10, c11, c12, c13 = _step(w10, w11, w12, w13, a0, a1, a2, a3, c10, c11, c12, c13, kA1, kB1, kC1, kS1, z1, s1, BITS, st, ASM, NW)
             c20, c21, c22, c23 = _step(w20, w21, w22, w23, a0, a1, a2, a3, c20, c21, c22, c23, kA2, kB2, kC2, kS2, z2, s2, BITS, st, ASM, NW)
             c30, c31, c32, c33 = _step(w30, w31, w32, w33, a0, a1, a2, a3, c30, c31, c32, c33, kA3, kB3, kC3, kS3, z3, s3, BITS, st, ASM, NW)
+        u = un
     cc = wbase + 8 * j                                                     # output column of tile 0: B lane 2j's first column
     final = SPLIT_K == 1
     if SPLIT_K > 1:
@@ -734,7 +794,7 @@ def _n_sms(device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 4
 
 def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, bcast=True,
-                   kernel=None, chunk=None):
+                   kernel=None, chunk=None, prefetch=None):
     "Kernel choice ('gemv', 'mma', 'dot' or 'dequant'), tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
     n_units = -(-K // 32)
     upg = p.group_size // 32 if p.group_size != -1 else 1
@@ -746,15 +806,16 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
         nw = num_warps or 4
         bn, bm, U = 32 * nw, 16, 4                                         # steps of 4 units, one per lane of a k-slot
         tiles = -(-N // bn) * -(-M // bm)
-        target = 4 * _n_sms(device)                                        # about 4 programs per SM
+        target = (8 if N >= 32768 else 4) * _n_sms(device)                 # about 8 programs per SM for gate/up, 4 for the rest
+        pf = (p.bits == 3 or N < 32768) if prefetch is None else prefetch  # words one block ahead, except 4-bit gate/up
     elif kernel == 'gemv':                                                 # decode: the fp16x2 kernel, once per row
-        nw = num_warps or (8 if p.bits == 4 else 4)
+        wide = N >= 32768                                                  # gate/up of a 70B, not q/k/v, o, down
+        nw = num_warps or (8 if wide and p.bits == 4 else 4)
         bn = min(block_n or 128 * nw, max(16, triton.next_power_of_2(N)))
         tiles = -(-N // bn)
-        wide = tiles >= 32
         U = U or (1 if wide else 4)
-        if p.group_size != -1 and U % upg and upg % U: U = 1               # a tile must hold whole groups or lie in one
-        target = (4 if wide else 2) * _n_sms(device)
+        if p.group_size != -1 and U % upg and upg % U: U = 1               # a step must hold whole groups or lie in one
+        target = ((4 if p.bits == 4 else 8) if wide else 2) * _n_sms(device)
         bm = 1
     else:                                                                  # tensor cores
         bm = block_m or (16 if M <= 16 else (64 if M <= 64 else (128 if M <= 256 else 256)))   # big tiles share each dequantized weight more
@@ -767,13 +828,14 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     split = split_k or max(1, min(-(-n_units // U), round(target / tiles)))
     iters = -(-n_units // (split * U))                                     # units per split, in steps of U
     split = -(-n_units // (iters * U))                                     # no empty splits
-    return dict(KIND=kernel, U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast), tiles, upg
+    return dict(KIND=kernel, U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast,
+                PF=kernel == 'mma' and pf), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
 def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
-                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk: override the launch configuration
+                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, prefetch: override the launch
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`, in one Triton launch (two with act-order and unsorted x)."
     K, N = p.in_features, p.out_features
@@ -808,7 +870,7 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
         _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
             xp, *common, xp.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), NW=cfg['num_warps'],
-            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'])
+            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], PF=cfg['PF'], num_warps=cfg['num_warps'])
     elif cfg['KIND'] == 'gemv':
         xp = x2.view(torch.int32)                                          # [M, K/2] pairs
         _gemv_kernel[(-(-N // cfg['BLOCK_N']), M, cfg['SPLIT_K'])](

@@ -3,7 +3,7 @@ weight), a variant of `qllama.gptq_matmul._mma_kernel` (which is TW = 1) that me
 bench/results/gptq_matmul_README.md). The shared pieces come from the notebook's module."""
 import torch, triton
 import triton.language as tl
-from qllama.gptq_matmul import (_asm_ok, _counters, _workspace, _n_sms, GPTQPacked, _step, _consts, _zs, _tile_words, _x16,
+from qllama.gptq_matmul import (_asm_ok, _counters, _workspace, _n_sms, GPTQPacked, _step, _consts, _zs_load, _zs_split, _tile_load, _tile_words, _x16,
                                 _pick, _out)
 
 @triton.jit
@@ -36,10 +36,12 @@ def _tiles4(c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31
     "One block (8 steps) of the 4 tiles whose B columns are the lane's c1st .. c1st + 3: the 16 accumulators after it."
     c4 = c1st[:, None] + tl.arange(0, 4)[None, :]                          # [L, 4]
     c_ok = c4 < N
-    z0, z1, z2, z3, s0, s1, s2, s3 = _zs(z_ptr, s_ptr, grp, c1st, c4, c_ok, u_ok, N, n_zw, BITS, SYM, ZERO_OFFSET)
+    sr, zr = _zs_load(z_ptr, s_ptr, grp, c1st, c4, c_ok, u_ok, N, n_zw, SYM)
+    z0, z1, z2, z3, s0, s1, s2, s3 = _zs_split(sr, zr, c1st, BITS, SYM, ZERO_OFFSET)
     kA0, kB0, kC0, kS0 = _consts(z0, s0, BITS); kA1, kB1, kC1, kS1 = _consts(z1, s1, BITS)
     kA2, kB2, kC2, kS2 = _consts(z2, s2, BITS); kA3, kB3, kC3, kS3 = _consts(z3, s3, BITS)
-    w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(qw_ptr, u, c4, u_ok[:, None] & c_ok, N, BITS)
+    wr0, wr1, wr2, wr3 = _tile_load(qw_ptr, u, c4, u_ok[:, None] & c_ok, N, BITS)
+    w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(wr0, wr1, wr2, wr3)
     for st in tl.static_range(8):
         a0 = _pick(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, 2 * st)
         a2 = _pick(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, 2 * st + 1)

@@ -21,7 +21,7 @@ def call(x, p, srt, stages, occ):
     gm._mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
         xp, p.qweight, p.zeros, p.scales, y, y, part, cnt, M, N, K, -(-K // 32), p.scales.shape[0], xp.stride(0), y.stride(0),
         p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1, SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=False,
-        ASM=True, NW=cfg['num_warps'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'], **kw)
+        ASM=True, NW=cfg['num_warps'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], PF=cfg['PF'], num_warps=cfg['num_warps'], **kw)
     return y
 bw = copy_bandwidth(dev)
 table = []
