@@ -12,14 +12,15 @@ same way, in the same run. Memory-bound ops report GB/s against the measured dev
 prefill attention reports TFLOP/s. JSON records (card, op, shape, metric, value, unit, floor, fraction_of_floor)
 go to `--out/kernels_gpu.json`.
 """
-import argparse, json, os
+import argparse, json, os, sys
 import torch
 import torch.nn.functional as F
-from triton.testing import do_bench
 from qllama.model import rms_norm as model_rms_norm, rope_tables, apply_rope, attend, attn_mask, positions_of
 from qllama.norm_kernels import rms_norm, rms_norm_ref, rms_norm_residual, rms_norm_residual_ref, silu_mul, silu_mul_ref
 from qllama.rope_kernels import rope, rope_ref
 from qllama.attention_kernels import attention_decode, attention_prefill, attention_ref
+sys.path.insert(0, os.path.dirname(__file__))
+from gptq_matmul_gpu import graph_time as graph_ms, copy_bandwidth   # one CUDA-graph timer and one copy measurement for all benches
 
 H, I, NH, NKV, HD = 8192, 28672, 64, 8, 128
 DT = torch.float16
@@ -28,18 +29,7 @@ def relerr(a, b): return ((a.float() - b.float()).norm() / b.float().norm()).ite
 
 def graph_time(fns):
     "Median ms of one replay of a CUDA graph that runs `fns` in order, divided by len(fns)."
-    for f in fns: f()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for f in fns: f()
-    return do_bench(g.replay, warmup=25, rep=200, return_mode='median') / len(fns)
-
-def copy_bandwidth():
-    "Device-to-device copy of 2 GiB, counting bytes read plus bytes written, GB/s."
-    src = torch.randn(2**29, device='cuda'); dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src), warmup=25, rep=200, return_mode='median')
-    return 2 * 2**31 / ms / 1e6
+    return graph_ms(fns) / len(fns)
 
 def main():
     ap = argparse.ArgumentParser()
@@ -54,7 +44,7 @@ def main():
         r = dict(card=card, op=op, shape=shape, metric=metric, value=value, unit=unit, floor=floor,
                  fraction_of_floor=None if floor is None or not value else (floor / value if unit in ('ms', 'us') else value / floor))
         recs.append(r); print(json.dumps(r), flush=True)
-    bw = copy_bandwidth()
+    bw = copy_bandwidth('cuda')
     rec('-', '-', 'copy_bandwidth', bw, 'GB/s')
     def timed(op, shape, byts, fns_kernel, fns_torch, flops=None):
         "Time kernel and torch graphs; record us, GB/s (or TFLOP/s) and the floor."
