@@ -57,7 +57,7 @@ def group_order(g_idx:torch.Tensor, # int32 [in]: the group of every input row
     return None if torch.equal(perm, pos) else perm.int()
 
 # %% ../nbs/04_gptq_matmul.ipynb #32098239
-def _i32(w:torch.Tensor) -> torch.Tensor: # int64 words < 2**32 -> the same bits as int32
+def _to_int32(w:torch.Tensor) -> torch.Tensor: # int64 words < 2**32 -> the same bits as int32 (not `_i32`: IPython names cell 32's input so)
     return torch.where(w >= 2**31, w - 2**32, w).int()
 
 def _pack_units(q:torch.Tensor, # int [K, N] sorted rows, values < 2**bits
@@ -76,14 +76,14 @@ def _pack_units(q:torch.Tensor, # int [K, N] sorted rows, values < 2**bits
     if bits == 3:                                                      # rows 30, 31: bit a of each in word a, bits 15 and 31
         a = torch.arange(3, device=dev).view(1, 3, 1)
         w = w + (((qp[:, 30:31] >> a) & 1) << 15) + (((qp[:, 31:32] >> a) & 1) << 31)
-    return _i32(w).view(nu * bits, N)
+    return _to_int32(w).view(nu * bits, N)
 
 def _pack_nibbles(z:torch.Tensor) -> torch.Tensor: # int [G, N] values < 16 -> int32 [G, cdiv(N, 8)]
     "Pack `z` 8 per int32 along the last dim, value `c` at bits `4c`."
     G, N = z.shape
     zp = torch.zeros(G, -(-N // 8) * 8, dtype=torch.int64, device=z.device)
     zp[:, :N] = z
-    return _i32((zp.view(G, -1, 8) << (torch.arange(8, device=z.device) * 4)).sum(-1))
+    return _to_int32((zp.view(G, -1, 8) << (torch.arange(8, device=z.device) * 4)).sum(-1))
 
 # %% ../nbs/04_gptq_matmul.ipynb #2bb50cb0
 @dataclass
@@ -235,8 +235,23 @@ def _unit(w0, w1, w2, w3, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12,
 
 # %% ../nbs/04_gptq_matmul.ipynb #803f60e3
 @triton.jit
-def _xpairs(xp, base, ok, lim):
-    "The 16 activation pairs at pair offsets `base + i` (int32 [U] each), zero where not `ok` or past `lim`."
+def _ld4(p):
+    "Four int32s at each 16-byte aligned address of `p` (int32*, [U]), in one 128-bit load."
+    return tl.inline_asm_elementwise("ld.global.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p],
+                                     dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
+
+@triton.jit
+def _xpairs(xp, base, ok, lim, EVEN: tl.constexpr, V4: tl.constexpr):
+    "The 16 activation pairs at pair offsets `base + i` (int32 [U] each), zero where not `ok` or past `lim` (unless EVEN)."
+    if V4:                                                                 # 4 x 128 bits (EVEN, on a GPU, x 16-byte aligned)
+        x0, x1, x2, x3 = _ld4(xp + base); x4, x5, x6, x7 = _ld4(xp + base + 4)
+        x8, x9, x10, x11 = _ld4(xp + base + 8); x12, x13, x14, x15 = _ld4(xp + base + 12)
+        return x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15
+    if EVEN:                                                               # every unit in range: no masks, no zero-fill
+        return (tl.load(xp + base), tl.load(xp + base + 1), tl.load(xp + base + 2), tl.load(xp + base + 3),
+                tl.load(xp + base + 4), tl.load(xp + base + 5), tl.load(xp + base + 6), tl.load(xp + base + 7),
+                tl.load(xp + base + 8), tl.load(xp + base + 9), tl.load(xp + base + 10), tl.load(xp + base + 11),
+                tl.load(xp + base + 12), tl.load(xp + base + 13), tl.load(xp + base + 14), tl.load(xp + base + 15))
     x0 = tl.load(xp + base, mask=ok & (base < lim), other=0); x1 = tl.load(xp + base + 1, mask=ok & (base + 1 < lim), other=0)
     x2 = tl.load(xp + base + 2, mask=ok & (base + 2 < lim), other=0); x3 = tl.load(xp + base + 3, mask=ok & (base + 3 < lim), other=0)
     x4 = tl.load(xp + base + 4, mask=ok & (base + 4 < lim), other=0); x5 = tl.load(xp + base + 5, mask=ok & (base + 5 < lim), other=0)
@@ -248,10 +263,14 @@ def _xpairs(xp, base, ok, lim):
     return x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15
 
 @triton.jit
-def _words(qw_ptr, u, n, n_ok, N, n_units, BITS: tl.constexpr):
-    "The `bits` words [U, BN] of units `u`, columns `n` (zeros past the last unit; the 4th is a copy at 3 bits)."
-    ok = (u < n_units)[:, None] & n_ok[None, :]
+def _words(qw_ptr, u, n, n_ok, N, n_units, BITS: tl.constexpr, EVEN: tl.constexpr = False):
+    "The `bits` words [U, BN] of units `u`, columns `n` (zeros past the last unit unless EVEN; the 4th is a copy at 3 bits)."
     wp = qw_ptr + (u * BITS)[:, None] * N + n[None, :]                     # [U, BN] word 0 of each unit
+    if EVEN:
+        w0 = tl.load(wp); w1 = tl.load(wp + N); w2 = tl.load(wp + 2 * N)
+        w3 = tl.load(wp + 3 * N) if BITS == 4 else w2
+        return w0, w1, w2, w3
+    ok = (u < n_units)[:, None] & n_ok[None, :]
     w0 = tl.load(wp, mask=ok, other=0)
     w1 = tl.load(wp + N, mask=ok, other=0)
     w2 = tl.load(wp + 2 * N, mask=ok, other=0)
@@ -284,11 +303,13 @@ def _finish(acc, rows, rows_ok, n, n_ok, pid_k, M, N, stride_ym, bias_ptr, y_ptr
         tl.store(y_ptr + rows[:, None] * stride_ym + n[None, :], acc.to(y_ptr.dtype.element_ty), mask=out_ok)
 
 @triton.jit
-def _group_scales(s_ptr, u0, n, n_ok, N, n_groups, UPG: tl.constexpr, GROUPED: tl.constexpr, U: tl.constexpr):
+def _group_scales(s_ptr, u0, n, n_ok, N, n_groups, UPG: tl.constexpr, GROUPED: tl.constexpr, U: tl.constexpr, EVEN: tl.constexpr):
     "fp32 [GT, BN]: the scales of the groups of the U units from `u0` ([1, 1] zeros when there is one group)."
     if GROUPED:
         GT: tl.constexpr = U // UPG if U >= UPG else 1                     # groups in this step
         g = u0 // UPG + tl.arange(0, GT)
+        if EVEN:                                                           # in range but for the last split's last prefetch: clamped
+            return tl.load(s_ptr + tl.minimum(g, n_groups - 1)[:, None] * N + n[None, :]).to(tl.float32)
         ok = (g < n_groups)[:, None] & n_ok[None, :]
         return tl.load(s_ptr + g[:, None] * N + n[None, :], mask=ok, other=0.0).to(tl.float32)
     else:
@@ -297,11 +318,12 @@ def _group_scales(s_ptr, u0, n, n_ok, N, n_groups, UPG: tl.constexpr, GROUPED: t
 @triton.jit
 def _gemv_step(w0, w1, w2, w3, s, xrow, xh, z_ptr, u, u0, n, n_ok, K, N, n_units, n_groups, n_zw,
                BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
-               ZERO_OFFSET: tl.constexpr, ASM: tl.constexpr, U: tl.constexpr, BLOCK_N: tl.constexpr):
-    "fp32 [BN]: what the U units `u` (from `u0`) add to the columns `n`, given their words and group scales `s`."
+               ZERO_OFFSET: tl.constexpr, ASM: tl.constexpr, U: tl.constexpr, BLOCK_N: tl.constexpr,
+               EVEN: tl.constexpr, V4: tl.constexpr):
+    "fp32 [GT, BN]: what the U units `u` (from `u0`) add to the columns `n` per group, given their words and group scales `s`."
     C: tl.constexpr = 1 << (BITS - 1)
     u_ok = u < n_units
-    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15 = _xpairs(xrow, u * 16, u_ok, K // 2)
+    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15 = _xpairs(xrow, u * 16, u_ok, K // 2, EVEN, V4)
     p = _unit(w0, w1, w2, w3, x0[:, None], x1[:, None], x2[:, None], x3[:, None], x4[:, None], x5[:, None],
               x6[:, None], x7[:, None], x8[:, None], x9[:, None], x10[:, None], x11[:, None], x12[:, None],
               x13[:, None], x14[:, None], x15[:, None], BITS, ASM)        # [U, BN] fp32: sum x (q - C) / C per unit
@@ -311,20 +333,24 @@ def _gemv_step(w0, w1, w2, w3, s, xrow, xh, z_ptr, u, u0, n, n_ok, K, N, n_units
     if GROUPED:
         GT: tl.constexpr = U // UPG if U >= UPG else 1
         PU: tl.constexpr = U // GT                                         # units per group in this step
-        pg = tl.sum(tl.reshape(p, [GT, PU, BLOCK_N]), 1)                    # [GT, BN]
+        if PU == 1:
+            pg = p                                                         # [GT, BN]: a group per unit
+        else:
+            pg = tl.sum(tl.reshape(p, [GT, PU, BLOCK_N]), 1)                # [GT, BN]
         if not SYM:
             g = u0 // UPG + tl.arange(0, GT)
             gn_ok = (g < n_groups)[:, None] & n_ok[None, :]
             zw = tl.load(z_ptr + g[:, None] * n_zw + (n // 8)[None, :], mask=gn_ok, other=0)
             z = (((zw >> ((n % 8) * 4)[None, :]) & 0xF) + (ZERO_OFFSET - C)).to(tl.float32)   # [GT, BN] z - C
             pg -= z * (tl.sum(tl.reshape(xs, [GT, PU]), 1) * (1.0 / C))[:, None]
-        r = tl.sum(s * pg, 0)
+        r = s * pg                                                         # [GT, BN]: summed over groups after the loop
     else:
         r = tl.sum(p, 0)
         if not SYM:
             zw = tl.load(z_ptr + n // 8, mask=n_ok, other=0)
             z = (((zw >> ((n % 8) * 4)) & 0xF) + (ZERO_OFFSET - C)).to(tl.float32)
             r -= z * (tl.sum(xs, 0) * (1.0 / C))
+        r = r[None, :]                                                     # [1, BN]
     return r
 
 @triton.jit
@@ -332,7 +358,8 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
                  M, N, K, n_units, n_groups, stride_xm, stride_ym, n_zw,
                  BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
                  ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
-                 U: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr):
+                 U: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr,
+                 EVEN: tl.constexpr, V4: tl.constexpr):
     """y[m] = x[m] @ W + bias for BLOCK_N columns and ITERS*U units (program ids: N tile, row m, split).
 
     x_ptr   int32 [M, K/2] activation pairs (fp16 x in sorted row order, read as int32), row stride stride_xm
@@ -342,26 +369,32 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
     bias_ptr fp16 [N] (read only if HAS_BIAS); y_ptr fp16 [M, N], row stride stride_ym
     part_ptr fp32 [SPLIT_K, M, N] workspace and cnt_ptr int32 [tiles] arrival counters (only if SPLIT_K > 1)
     UPG: units per group (group_size // 32) when GROUPED; U divides UPG or UPG divides U.
+    EVEN: the splits cover the units exactly and BLOCK_N divides N (no masks); V4: x read 128 bits at a time.
     """
     C: tl.constexpr = 1 << (BITS - 1)
     pid_n = tl.program_id(0); m = tl.program_id(1); pid_k = tl.program_id(2)
     n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = n < N
-    acc = tl.zeros([BLOCK_N], tl.float32)
+    GT: tl.constexpr = (U // UPG if U >= UPG else 1) if GROUPED else 1  # groups per step
+    acc = tl.zeros([GT, BLOCK_N], tl.float32)                              # per group of the step, summed after the loop
     xrow = x_ptr + m * stride_xm
     xh = xrow.to(tl.pointer_type(tl.float16))                             # the same activations as fp16
     ub = pid_k * ITERS * U                                                 # this split's first unit
     lim = tl.minimum(n_units, ub + ITERS * U)                              # and the end of its units
     u = ub + tl.arange(0, U)                                               # [U] units of the first step
-    w0, w1, w2, w3 = _words(qw_ptr, u, n, n_ok, N, lim, BITS)             # [U, BN] each
-    s = _group_scales(s_ptr, ub, n, n_ok, N, n_groups, UPG, GROUPED, U)
+    w0, w1, w2, w3 = _words(qw_ptr, u, n, n_ok, N, lim, BITS, EVEN)       # [U, BN] each
+    s = _group_scales(s_ptr, ub, n, n_ok, N, n_groups, UPG, GROUPED, U, EVEN)
     for it in range(ITERS):                                                # a constexpr trip count: the CPU interpreter cannot loop to a run-time bound
         u0 = ub + it * U
-        v0, v1, v2, v3 = _words(qw_ptr, u + U, n, n_ok, N, lim, BITS)     # the next step's words, in flight during this step's arithmetic
-        t = _group_scales(s_ptr, u0 + U, n, n_ok, N, n_groups, UPG, GROUPED, U)
+        un = u + U
+        if EVEN:                                                           # the last split's last prefetch would read past the end
+            un = tl.minimum(un, n_units - 1)
+        v0, v1, v2, v3 = _words(qw_ptr, un, n, n_ok, N, lim, BITS, EVEN)  # the next step's words, in flight during this step's arithmetic
+        t = _group_scales(s_ptr, u0 + U, n, n_ok, N, n_groups, UPG, GROUPED, U, EVEN)
         acc += _gemv_step(w0, w1, w2, w3, s, xrow, xh, z_ptr, u, u0, n, n_ok, K, N, n_units, n_groups, n_zw,
-                          BITS, UPG, GROUPED, SYM, ZERO_OFFSET, ASM, U, BLOCK_N)
+                          BITS, UPG, GROUPED, SYM, ZERO_OFFSET, ASM, U, BLOCK_N, EVEN, V4)
         w0, w1, w2, w3, s, u = v0, v1, v2, v3, t, u + U
+    acc = tl.sum(acc, 0)                                                   # [BN]
     if GROUPED:
         acc = acc * C
     else:
@@ -794,7 +827,7 @@ def _n_sms(device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 4
 
 def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, bcast=True,
-                   kernel=None, chunk=None, prefetch=None):
+                   kernel=None, chunk=None, prefetch=None, even=None):
     "Kernel choice ('gemv', 'mma', 'dot' or 'dequant'), tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
     n_units = -(-K // 32)
     upg = p.group_size // 32 if p.group_size != -1 else 1
@@ -810,12 +843,13 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
         pf = (p.bits == 3 or N < 32768) if prefetch is None else prefetch  # words one block ahead, except 4-bit gate/up
     elif kernel == 'gemv':                                                 # decode: the fp16x2 kernel, once per row
         wide = N >= 32768                                                  # gate/up of a 70B, not q/k/v, o, down
+        deep = K >= 2 * N                                                  # down: long columns, few of them
         nw = num_warps or (8 if wide and p.bits == 4 else 4)
         bn = min(block_n or 128 * nw, max(16, triton.next_power_of_2(N)))
         tiles = -(-N // bn)
         U = U or (1 if wide else 4)
         if p.group_size != -1 and U % upg and upg % U: U = 1               # a step must hold whole groups or lie in one
-        target = ((4 if p.bits == 4 else 8) if wide else 2) * _n_sms(device)
+        target = ((4 if p.bits == 4 else 8) if wide else (3.5 if deep else 2)) * _n_sms(device)
         bm = 1
     else:                                                                  # tensor cores
         bm = block_m or (16 if M <= 16 else (64 if M <= 64 else (128 if M <= 256 else 256)))   # big tiles share each dequantized weight more
@@ -826,16 +860,24 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
         tiles = -(-N // bn) * -(-M // bm)
         target = _n_sms(device)
     split = split_k or max(1, min(-(-n_units // U), round(target / tiles)))
+    ev = False                                                             # EVEN: splits that divide the steps, no masks
+    if kernel == 'gemv' and even is not False and K % 32 == 0 and N % bn == 0 and n_units % U == 0:
+        steps = n_units // U
+        if split_k: ev = steps % split_k == 0
+        elif even or wide or deep:                                         # where it measured faster (not q/k/v, o)
+            want = target / tiles
+            d = min((d for d in range(1, steps + 1) if steps % d == 0), key=lambda d: abs(math.log(d / want)))
+            if even or max(d / want, want / d) < 1.5: split, ev = d, True
     iters = -(-n_units // (split * U))                                     # units per split, in steps of U
     split = -(-n_units // (iters * U))                                     # no empty splits
     return dict(KIND=kernel, U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast,
-                PF=kernel == 'mma' and pf), tiles, upg
+                PF=kernel == 'mma' and pf, EVEN=ev), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
 def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
-                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, prefetch: override the launch
+                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, prefetch, even: override the launch
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`, in one Triton launch (two with act-order and unsorted x)."
     K, N = p.in_features, p.out_features
@@ -876,7 +918,8 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
         _gemv_kernel[(-(-N // cfg['BLOCK_N']), M, cfg['SPLIT_K'])](
             xp, *common, xp.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), U=cfg['U'],
-            BLOCK_N=cfg['BLOCK_N'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'])
+            BLOCK_N=cfg['BLOCK_N'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], EVEN=cfg['EVEN'],
+            V4=cfg['EVEN'] and _asm_ok(x.device) and xp.stride(0) % 4 == 0 and xp.data_ptr() % 16 == 0, num_warps=cfg['num_warps'])
     else:
         _dot_kernel[(-(-N // cfg['BLOCK_N']), -(-M // cfg['BLOCK_M']), cfg['SPLIT_K'])](
             x2, *common, x2.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, ZERO_OFFSET=p.zero_offset,

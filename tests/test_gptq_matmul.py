@@ -157,6 +157,20 @@ def test_errors():
     with pytest.raises(ValueError, match='fp16'): prepare(**{**t, 'scales': t['scales'].float()}, bits=4, group_size=32)
 
 
+@pytest.mark.parametrize('bits,gs,sym', [(4, 32, True), (3, 128, False), (3, -1, True)])
+@pytest.mark.parametrize('U,split', [(4, 1), (4, 3), (1, 6), (2, 2)])
+def test_even_splits_match_masked(bits, gs, sym, U, split):
+    "Splits that divide the units exactly run without masks (EVEN) and give the masked kernel's bits."
+    t = gptq_tensors(bits, gs, 384, 128, sym=sym)                          # 12 units
+    p = prepare(**t, bits=bits, group_size=gs)
+    x = torch.randn(2, 384).half()
+    cfg, _, _ = gm._launch_config(2, 128, 384, p, x.device, U=U, split_k=split)
+    assert cfg['EVEN'] and cfg['SPLIT_K'] * cfg['ITERS'] * U == 12
+    y = gptq_matmul(x, p, U=U, split_k=split)
+    assert torch.equal(y, gptq_matmul(x, p, U=U, split_k=split, even=False))
+    assert relerr(y, gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 @pytest.mark.parametrize('bits,gs,sym', [(b, g, s) for b in (4, 3) for g in (-1, 128, 32) for s in (True, False)])
 def test_cuda_70b_shape(bits, gs, sym):
@@ -165,3 +179,20 @@ def test_cuda_70b_shape(bits, gs, sym):
     for M in (1, 3, 16, 300, 600):                                         # fp16x2, fragment, tl.dot, dequantize + cuBLAS
         x = torch.randn(M, 8192, device='cuda').half()
         assert relerr(gptq_matmul(x, p), gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2, M
+    x = torch.randn(1, 8192, device='cuda').half()                          # unmasked, 128-bit activation loads
+    assert gm._launch_config(1, 1024, 8192, p, x.device, split_k=16)[0]['EVEN']
+    assert relerr(gptq_matmul(x, p, split_k=16), gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('bits,gs', [(4, 128), (3, 32)])
+def test_cuda_even_at_gate_up_and_down(bits, gs):
+    "The launcher's unmasked splits at the 70B's gate/up (8192 -> 57344) and down (28672 -> 8192) shapes."
+    for K, N in ((8192, 57344), (28672, 8192)):
+        t = {k: v.cuda() for k, v in gptq_tensors(bits, gs, K, N).items()}
+        p = prepare(**t, bits=bits, group_size=gs)
+        x = torch.randn(1, K, device='cuda').half()
+        assert gm._launch_config(1, N, K, p, x.device)[0]['EVEN']
+        y = gptq_matmul(x, p)
+        assert relerr(y, gptq_matmul(x, p, even=False)) < 1e-3
+        assert relerr(y, gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2

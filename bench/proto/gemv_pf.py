@@ -9,7 +9,8 @@ between steps nothing was in flight from that warp. Variants (MODE):
 each at the default split-K and about 2, 4 and 8 programs per SM, and with 4 warps. Checks every variant against
 `gptq_matmul` (close), times the four joined shapes of a layer cycling through 4 layers' copies (CUDA graphs),
 prints a table; with --ncu, runs only the gate_up launch of modes 0 and 1 once each (for Nsight Compute).
-Mode 1 is what the notebook's kernel now does, so today modes 0 and 1 time the same design.
+Mode 1 is what the notebook's kernel did from commit 4470539; written against that commit's module (`_gemv_step` and
+`_group_scales` have since gained EVEN/V4 arguments and a per-group result), run it from that commit.
 
     PYTHONPATH=.:bench python bench/proto/gemv_pf.py [--ncu]
 """
