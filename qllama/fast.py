@@ -46,9 +46,9 @@ def _mlp_forward(self:MLP, x): # [B, T, H], in gate/up's sorted order when `_x_s
 
 def _block_forward(self:Block, x, cos, sin, mask=None, cache=None, positions=None, slots=None): # x: [B, T, H]
     n = self.input_layernorm
-    a = self.self_attn(rms_norm(x, n.weight, n.eps, self._dest_attn), cos, sin, mask, cache, positions, slots)
+    a = self.self_attn(rms_norm(x, n.weight, n.eps, self._src_attn), cos, sin, mask, cache, positions, slots)
     n = self.post_attention_layernorm
-    h, x = rms_norm_residual(a, x, n.weight, n.eps, self._dest_mlp)   # x <- x + a, h <- norm(x), one pass
+    h, x = rms_norm_residual(a, x, n.weight, n.eps, self._src_mlp)   # x <- x + a, h <- norm(x), one pass
     return x + self.mlp(h)
 
 # %% ../nbs/10a_fast.ipynb #54bbc6c0
@@ -85,9 +85,9 @@ def _permute_out(p:GPTQPacked, P:torch.Tensor) -> GPTQPacked:
 def _same_perm(ps) -> bool:
     return all((p.perm is None) == (ps[0].perm is None) and (p.perm is None or torch.equal(p.perm, ps[0].perm)) for p in ps)
 
-def _dest(p:GPTQPacked|None):
-    "int32 [in]: where a norm must write column c so that the output is in `p`'s sorted order (None: as is)."
-    return None if p is None or p.perm is None else torch.argsort(p.perm.long()).int()
+def _src(p:GPTQPacked|None):
+    "int32 [in]: the column a norm must write at j so that its output is in `p`'s sorted order (None: as is)."
+    return None if p is None or p.perm is None else p.perm
 
 def _join(block:Block):
     "One launch for q/k/v and one for gate/up where their act-order agrees; norms and gate/up write sorted outputs."
@@ -95,14 +95,14 @@ def _join(block:Block):
     lin = (at.q_proj, at.k_proj, at.v_proj)
     at._qkv = concat([l.packed for l in lin]) if _same_perm([l.packed for l in lin]) else None
     at._x_sorted = at._qkv is not None and at._qkv.perm is not None
-    block._dest_attn = _dest(at._qkv)
+    block._src_attn = _src(at._qkv)
     g, u, d = mlp.gate_proj, mlp.up_proj, mlp.down_proj
     mlp._down_sorted = d.packed.perm is not None
     if mlp._down_sorted:                                                # silu(gate) * up then comes out in down's order
         g.packed, u.packed = _permute_out(g.packed, d.packed.perm), _permute_out(u.packed, d.packed.perm)
     mlp._gate_up = concat([g.packed, u.packed]) if _same_perm([g.packed, u.packed]) else None
     mlp._x_sorted = mlp._gate_up is not None and mlp._gate_up.perm is not None
-    block._dest_mlp = _dest(mlp._gate_up)
+    block._src_mlp = _src(mlp._gate_up)
     for l in (lin if at._qkv is not None else ()) + ((g, u) if mlp._gate_up is not None else ()):
         l.packed = None                                                 # now held by the joined linear
 
@@ -122,7 +122,7 @@ def use_kernels(model:Llama, free_packed:bool=True) -> Llama:
     for b in model.model.layers:
         if isinstance(b.self_attn.q_proj, QuantLinear): _join(b)
         else:
-            b._dest_attn = b._dest_mlp = b.self_attn._qkv = b.mlp._gate_up = None
+            b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = None
             b.self_attn._x_sorted = b.mlp._x_sorted = b.mlp._down_sorted = False
     model.kernels = True
     return model

@@ -802,6 +802,24 @@ def dequantize_sorted(p:GPTQPacked,   # from `prepare`
 # %% ../nbs/04_gptq_matmul.ipynb #63c00294
 _COUNTERS, _WORKSPACE, _RETIRED = {}, {}, []
 
+@triton.jit
+def _gather_kernel(x_ptr, i_ptr, y_ptr, K, sx, sy, BLOCK: tl.constexpr):
+    """y[m, j] = x[m, i[j]] for BLOCK columns j of row m (program ids: row, column block).
+    x_ptr fp16 [M, K] row stride sx, columns contiguous; i_ptr int32 [K]; y_ptr fp16 [M, K] row stride sy."""
+    m = tl.program_id(0).to(tl.int64)
+    j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    ok = j < K
+    src = tl.load(i_ptr + j, mask=ok, other=0)
+    tl.store(y_ptr + m * sy + j, tl.load(x_ptr + m * sx + src, mask=ok, other=0.0), mask=ok)
+
+def _gather(x:torch.Tensor, perm:torch.Tensor) -> torch.Tensor: # fp16 [M, K], int32 [K] -> x[:, perm], contiguous
+    "`x[:, perm]`: one small Triton launch on a GPU (torch's gather took 6.8 µs for one 8192-wide row on an H200), else torch."
+    if not _asm_ok(x.device) or x.stride(-1) != 1: return x.index_select(1, perm)
+    M, K = x.shape
+    y = torch.empty(M, K, dtype=x.dtype, device=x.device)
+    _gather_kernel[(M, triton.cdiv(K, 1024))](x, perm, y, K, x.stride(0), y.stride(0), BLOCK=1024, num_warps=4)
+    return y
+
 def _asm_ok(device) -> bool:
     "Whether the PTX unit (and Hopper's launch control) can run: a CUDA device, not Triton's interpreter."
     return device.type == 'cuda' and os.environ.get('TRITON_INTERPRET', '0') != '1'
@@ -886,7 +904,7 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
     if x.device != p.qweight.device: raise ValueError(f"x is on {x.device}, the weights on {p.qweight.device}")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, K)                                                  # [M, in]
-    if p.perm is not None and not x_sorted: x2 = x2.index_select(1, p.perm)   # x[:, perm]: sorted row order
+    if p.perm is not None and not x_sorted: x2 = _gather(x2, p.perm)        # x[:, perm]: sorted row order
     if x2.stride(-1) != 1 or x2.stride(0) % 2 or x2.data_ptr() % 4: x2 = x2.clone(memory_format=torch.contiguous_format)  # pairs: 4-byte aligned
     M = x2.shape[0]
     cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **launch)

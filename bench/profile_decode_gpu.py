@@ -1,0 +1,65 @@
+"""Where a decode step's time goes: CUDA kernel time per kind, from torch.profiler over CUDA-graph replays.
+
+For a 70B-shaped random GPTQ model (`qllama.bench.build_model`, kernels on), batch 1 and batch 16 at context 128:
+the step time (median of replays), then 10 replays under `torch.profiler` (CUPTI sees the kernels inside the
+graph). Kernel time is summed by kind (the GPTQ decode kernels, attention, norms, RoPE, SiLU·mul, lm_head
+cuBLAS, the rest); what is left of the step is time with no kernel running (launch gaps and kernel ramp-up
+inside the graph). JSON records go to `--out` (default bench/results), a table is printed.
+
+    PYTHONPATH=. python bench/profile_decode_gpu.py [--branches main gptq-3bit-128g-actorder_True]
+"""
+import argparse, json, os, re, collections
+import torch
+from torch.profiler import profile, ProfilerActivity
+from qllama.bench import build_model, median_ms, copy_bandwidth, token_bytes
+from qllama.fast import use_kernels
+from qllama.model import KVCache
+from qllama.graph import GraphDecoder
+
+KINDS = [('gptq gemv (M<=2)', r'_gemv_kernel'), ('gptq mma (3<=M<=16)', r'_mma_kernel'), ('attention', r'attention|attn|_decode'),
+         ('norm', r'norm'), ('rope', r'rope'), ('silu*mul', r'silu'), ('lm_head / cuBLAS', r'gemv|gemm|cutlass|sm90_|ampere|Kernel2'),
+         ('index/gather', r'index|gather'), ('other', r'.')]
+
+def kind(name):
+    for k, pat in KINDS:
+        if re.search(pat, name, re.I): return k
+
+def main():
+    ap = argparse.ArgumentParser(); ap.add_argument('--branches', nargs='+', default=['main', 'gptq-3bit-128g-actorder_True'])
+    ap.add_argument('--out', default=os.environ.get('OUT', 'bench/results')); a = ap.parse_args()
+    dev = torch.device('cuda'); card = torch.cuda.get_device_name(dev); recs = []
+    bw = copy_bandwidth(); print(f"{card}: copy {bw:.0f} GB/s", flush=True)
+    for branch in a.branches:
+        m = use_kernels(build_model(branch)); cfg = m.config.llama
+        for B in (1, 16):
+            ctx = 128
+            cache = KVCache(cfg, B, 512, torch.float16, dev)
+            with torch.inference_mode():
+                cache.k.normal_(); cache.v.normal_()
+                dec = GraphDecoder(m, cache)
+                toks, slots = torch.randint(0, cfg.vocab_size, (B,), device=dev), torch.arange(B, device=dev)
+                pos = ctx - 1 - torch.arange(B, device=dev) % 8
+                step = lambda: dec(toks, pos, slots, ctx)
+                ms = median_ms(step, 30, 3)
+                torch.cuda.synchronize()
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    for _ in range(10): step()
+                    torch.cuda.synchronize()
+            per = collections.defaultdict(float); names = collections.defaultdict(float); n = 0
+            for ev in prof.events():
+                if ev.device_type == torch.autograd.DeviceType.CUDA and ev.device_time > 0 and 'Memcpy' not in ev.name and 'Memset' not in ev.name:
+                    per[kind(ev.name)] += ev.device_time / 10 / 1e3; names[ev.name[:60]] += ev.device_time / 10 / 1e3; n += 1
+            busy = sum(per.values())
+            floor = token_bytes(cfg, m.config.quant, B) / bw / 1e6
+            r = dict(card=card, branch=branch, batch=B, context=ctx, step_ms=ms, kernel_ms=dict(per), busy_ms=busy, idle_ms=ms - busy,
+                     floor_ms=floor, kernels_per_step=n / 10, top_kernels=dict(sorted(names.items(), key=lambda kv: -kv[1])[:12]))
+            recs.append(r)
+            print(f"\n{branch} batch {B} ctx {ctx}: step {ms:.2f} ms (floor {floor:.2f}), kernels {busy:.2f} ms busy, "
+                  f"{ms - busy:.2f} ms with no kernel running, {n / 10:.0f} kernels per step")
+            for k, v in sorted(per.items(), key=lambda kv: -kv[1]): print(f"  {k:<22} {v:7.3f} ms  {v / ms:5.1%}")
+            del dec, cache; torch.cuda.empty_cache()
+        del m; torch.cuda.empty_cache()
+    os.makedirs(a.out, exist_ok=True)
+    open(os.path.join(a.out, f"profile_decode_{card.replace(' ', '_')}.json"), 'w').write(json.dumps(recs, indent=1))
+
+if __name__ == '__main__': main()
