@@ -87,7 +87,7 @@ def _same_perm(ps) -> bool:
 
 def _src(p:GPTQPacked|None):
     "int32 [in]: the column a norm must write at j so that its output is in `p`'s sorted order (None: as is)."
-    return None if p is None or p.perm is None else p.perm
+    return None if p is None else p.perm
 
 def _join(block:Block):
     "One launch for q/k/v and one for gate/up where their act-order agrees; norms and gate/up write sorted outputs."
