@@ -212,7 +212,7 @@ def bench_linears(m:Llama, card:str, branch:str, bw:float, Ms=(1, 16, 2048), rec
     for M in Ms:
         xs = {p.in_features: torch.randn(M, p.in_features, device=dev, dtype=torch.float16) for p, _ in lins}
         fns = [(lambda p=p, s=s: gptq_matmul(xs[p.in_features], p, x_sorted=s)) for p, s in lins]
-        ms = (_graph_ms(fns) if M <= 16 else median_ms(lambda: [f() for f in fns], 1, 0)) * L  # M > 16: compiled by the prefill
+        ms = (_graph_ms(fns) if M <= 16 else median_ms(lambda: [f() for f in fns], 5, 1)) * L  # as cuBLAS's below
         nb = L * sum(gptq_matmul_bytes(p.in_features, p.out_features, q.bits, q.group_size, M) for p, _ in lins)
         recs.append(record(card, branch, f'linears_M{M}', ms, 'ms', nb / bw / 1e6, impl='qllama', M=M, layers=L))
     return recs

@@ -632,39 +632,50 @@ def _tile_words(r0, r1, r2, r3):
     return a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3
 
 @triton.jit
-def _x16(xrow, u, ok, lim):
-    "The 16 activation pairs of the lane's unit in one row of x, loaded 4 at a time (16 bytes per load)."
-    p = (u * 16)[:, None] + tl.arange(0, 4)[None, :]                       # [L, 4]
-    xrow = xrow[:, None]
-    x0, x1, x2, x3 = _split4(tl.load(xrow + p, mask=ok[:, None] & (p < lim), other=0))
-    x4, x5, x6, x7 = _split4(tl.load(xrow + p + 4, mask=ok[:, None] & (p + 4 < lim), other=0))
-    x8, x9, x10, x11 = _split4(tl.load(xrow + p + 8, mask=ok[:, None] & (p + 8 < lim), other=0))
-    x12, x13, x14, x15 = _split4(tl.load(xrow + p + 12, mask=ok[:, None] & (p + 12 < lim), other=0))
-    return x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15
+def _xa_kernel(x_ptr, xa_ptr, M, P, n_units, n_pad, stride_xm, BLOCK: tl.constexpr):
+    """xa[t, b, s, g, j, w] = x[16t + g + 8(w % 2), pair 16(4b + j) + 2s + w // 2], zero past row M, pair P or unit
+    n_units, for BLOCK flat indices of 16-row tile t (program ids: t, block).
+    x_ptr int32 [M, P] activation pairs (row stride stride_xm); xa_ptr int32 [tiles, n_pad / 4, 8, 8, 4, 4]."""
+    t = tl.program_id(0)
+    i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    w = i % 4; j = (i // 4) % 4; g = (i // 16) % 8; s = (i // 128) % 8; b = i // 1024
+    u = 4 * b + j
+    row = 16 * t + g + 8 * (w % 2)
+    pair = 16 * u + 2 * s + w // 2
+    ok = (row < M) & (pair < P) & (u < n_units)
+    v = tl.load(x_ptr + row * stride_xm + pair, mask=ok, other=0)
+    tl.store(xa_ptr + t * (n_pad * 256) + i, v, mask=i < n_pad * 256)
+
+def _xa_copy(xp:torch.Tensor, # int32 [M, K/2]: fp16 x as pairs
+             K:int,           # in_features
+             n_pad:int        # units to lay out (a multiple of 4, at least every unit a launch reads)
+            ) -> torch.Tensor: # int32 [cdiv(M, 16) * n_pad * 256]
+    "`x` in the fragment kernel's A-fragment order (`_xa_kernel`), one launch."
+    tiles = -(-xp.shape[0] // 16)
+    xa = torch.empty(tiles * n_pad * 256, dtype=torch.int32, device=xp.device)
+    _xa_kernel[(tiles, -(-n_pad * 256 // 1024))](xp, xa, xp.shape[0], K // 2, -(-K // 32), n_pad, xp.stride(0), BLOCK=1024, num_warps=4)
+    return xa
 
 @triton.jit
-def _pick(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, P: tl.constexpr):
-    "Pair P of 16."
-    if P < 8:
-        if P < 4:
-            return x0 if P == 0 else (x1 if P == 1 else (x2 if P == 2 else x3))
-        else:
-            return x4 if P == 4 else (x5 if P == 5 else (x6 if P == 6 else x7))
+def _xa8(xb, u):
+    "The 8 A-fragment quads [L, 4] (one per k16 step) of the lane's unit `u`; `xb` is its tile's `xa` plus 4 * lane."
+    p = xb[:, None] + ((u // 4) * 1024)[:, None] + tl.arange(0, 4)[None, :]   # [L, 4]: 32 lanes x 16 bytes, contiguous
+    return (tl.load(p), tl.load(p + 128), tl.load(p + 256), tl.load(p + 384),
+            tl.load(p + 512), tl.load(p + 640), tl.load(p + 768), tl.load(p + 896))
+
+@triton.jit
+def _quad(f0, f1, f2, f3, f4, f5, f6, f7, S: tl.constexpr):
+    "Quad S of 8."
+    if S < 4:
+        return f0 if S == 0 else (f1 if S == 1 else (f2 if S == 2 else f3))
     else:
-        if P < 12:
-            return x8 if P == 8 else (x9 if P == 9 else (x10 if P == 10 else x11))
-        else:
-            return x12 if P == 12 else (x13 if P == 13 else (x14 if P == 14 else x15))
+        return f4 if S == 4 else (f5 if S == 5 else (f6 if S == 6 else f7))
 
 @triton.jit
 def _out(part_ptr, y_ptr, bias_ptr, v, r, c, M, N, pid_k, stride_ym, FINAL: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
-    "Store one output per lane: a split's partial, or (FINAL) the sum of all splits' partials (+ bias) into y."
+    "Store one output per lane: a split's partial, or (FINAL, no split) the output (+ bias) into y."
     ok = (r < M) & (c < N)
     if FINAL:
-        if SPLIT_K > 1:
-            v = tl.zeros_like(v)
-            for sk in range(SPLIT_K):
-                v += tl.load(part_ptr + (sk * M + r) * N + c, mask=ok, other=0.0, cache_modifier=".cg")
         if HAS_BIAS:
             v += tl.load(bias_ptr + c, mask=ok, other=0.0).to(tl.float32)
         tl.store(y_ptr + r * stride_ym + c, v.to(y_ptr.dtype.element_ty), mask=ok)
@@ -680,17 +691,34 @@ def _out4(part_ptr, y_ptr, bias_ptr, d0, d1, d2, d3, r0, c, M, N, pid_k, stride_
     _out(part_ptr, y_ptr, bias_ptr, d3, r0 + 8, c + 4, M, N, pid_k, stride_ym, FINAL, HAS_BIAS, SPLIT_K)
 
 @triton.jit
+def _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
+    "y at rows r0, r0 + 8 and the lane's 8 columns cc ..: the splits' partials (+ bias), every load issued before any store."
+    cols = cc[:, None] + tl.arange(0, 8)[None, :]                          # [L, 8]
+    ok0 = (r0 < M)[:, None] & (cols < N); ok1 = (r0 + 8 < M)[:, None] & (cols < N)
+    a = tl.zeros(cols.shape, tl.float32); b = tl.zeros(cols.shape, tl.float32)
+    for sk in range(SPLIT_K):
+        a += tl.load(part_ptr + (sk * M + r0)[:, None] * N + cols, mask=ok0, other=0.0, cache_modifier=".cg")
+        b += tl.load(part_ptr + (sk * M + r0 + 8)[:, None] * N + cols, mask=ok1, other=0.0, cache_modifier=".cg")
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
+        a += bias; b += bias
+    tl.store(y_ptr + r0[:, None] * stride_ym + cols, a.to(y_ptr.dtype.element_ty), mask=ok0)
+    tl.store(y_ptr + (r0 + 8)[:, None] * stride_ym + cols, b.to(y_ptr.dtype.element_ty), mask=ok1)
+
+@triton.jit
 def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
-                M, N, K, n_units, n_groups, stride_xm, stride_ym, n_zw,
+                M, N, K, n_units, n_groups, n_pad, stride_ym, n_zw,
                 BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
                 ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
-                NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr, PF: tl.constexpr):
+                NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr):
     """y = x @ W + bias for 16 rows and 32*NW columns over ITERS blocks of 4 units, by mma.sync on fragments
     dequantized in registers (program ids: N tile, M tile, split). One element per thread: lane t of warp w owns
     unit 4b + t%4 of every block b and the 4 adjacent columns 4(t//4) .. of its warp's 32; tile i of the warp
     is the 8 columns 4g + i.
 
-    x_ptr int32 [M, K/2] activation pairs (row stride stride_xm); the other pointers as in `_gemv_kernel`.
+    x_ptr int32 [cdiv(M, 16), n_pad / 4, 8, 8, 4, 4]: x in A-fragment order (`_xa_copy`), n_pad >= the units read
+    (SPLIT_K * ITERS * 4 + 4); the other pointers as in `_gemv_kernel`. Each block's words, scales and activations
+    are requested one block ahead.
     """
     L: tl.constexpr = 32 * NW
     pid_n = tl.program_id(0); pid_m = tl.program_id(1); pid_k = tl.program_id(2)
@@ -701,9 +729,8 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     c1st = wbase + 4 * g
     c4 = c1st[:, None] + tl.arange(0, 4)[None, :]                          # [L, 4] the lane's B columns
     c_ok = c4 < N
-    r0 = pid_m * 16 + g; r1 = r0 + 8
-    x0p = x_ptr + r0 * stride_xm; x1p = x_ptr + r1 * stride_xm
-    lim = K // 2
+    r0 = pid_m * 16 + g
+    xb = x_ptr + pid_m * (n_pad * 256) + 4 * lane                         # the lane's quads in its tile's xa
     zero = tl.zeros([L], tl.float32)
     c00 = zero; c01 = zero; c02 = zero; c03 = zero; c10 = zero; c11 = zero; c12 = zero; c13 = zero
     c20 = zero; c21 = zero; c22 = zero; c23 = zero; c30 = zero; c31 = zero; c32 = zero; c33 = zero
@@ -717,39 +744,29 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
         kA2, kB2, kC2, kS2 = _consts(z2, s2, BITS); kA3, kB3, kC3, kS3 = _consts(z3, s3, BITS)
     else:
         sr, zr = _zs_load(z_ptr, s_ptr, tl.minimum(u // UPG, n_groups - 1), c1st, c4, c_ok, u < ulim, N, n_zw, SYM)
-    if PF:
-        wr0, wr1, wr2, wr3 = _tile_load(qw_ptr, u, c4, (u < ulim)[:, None] & c_ok, N, BITS)
+    wr0, wr1, wr2, wr3 = _tile_load(qw_ptr, u, c4, (u < ulim)[:, None] & c_ok, N, BITS)
+    f0, f1, f2, f3, f4, f5, f6, f7 = _xa8(xb, u)
     for it in range(ITERS):
-        un = u + 4                                                         # the next block
-        if PF:                                                             # its words in flight during this block's mma
-            wn0, wn1, wn2, wn3 = _tile_load(qw_ptr, un, c4, (un < ulim)[:, None] & c_ok, N, BITS)
-        u_ok = u < n_units
+        un = u + 4                                                         # the next block: its words and activations
+        wn0, wn1, wn2, wn3 = _tile_load(qw_ptr, un, c4, (un < ulim)[:, None] & c_ok, N, BITS)   # in flight during this block's mma
+        h0, h1, h2, h3, h4, h5, h6, h7 = _xa8(xb, un)
         if GROUPED:
             sn, zn = _zs_load(z_ptr, s_ptr, tl.minimum(un // UPG, n_groups - 1), c1st, c4, c_ok, un < ulim, N, n_zw, SYM)
             z0, z1, z2, z3, s0, s1, s2, s3 = _zs_split(sr, zr, c1st, BITS, SYM, ZERO_OFFSET)
             kA0, kB0, kC0, kS0 = _consts(z0, s0, BITS); kA1, kB1, kC1, kS1 = _consts(z1, s1, BITS)
             kA2, kB2, kC2, kS2 = _consts(z2, s2, BITS); kA3, kB3, kC3, kS3 = _consts(z3, s3, BITS)
             sr, zr = sn, zn
-        if PF:
-            w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(wr0, wr1, wr2, wr3)
-            wr0, wr1, wr2, wr3 = wn0, wn1, wn2, wn3
-        else:
-            wc0, wc1, wc2, wc3 = _tile_load(qw_ptr, u, c4, (u < ulim)[:, None] & c_ok, N, BITS)
-            w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(wc0, wc1, wc2, wc3)
-        p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15 = _x16(x0p, u, u_ok & (r0 < M), lim)
-        q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15 = _x16(x1p, u, u_ok & (r1 < M), lim)
+        w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(wr0, wr1, wr2, wr3)
         for st in tl.static_range(8):
-            a0 = _pick(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, 2 * st)
-            a2 = _pick(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, 2 * st + 1)
-            a1 = _pick(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15, 2 * st)
-            a3 = _pick(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15, 2 * st + 1)
+            a0, a1, a2, a3 = _split4(_quad(f0, f1, f2, f3, f4, f5, f6, f7, st))   # one 16-byte load gave them in order
             c00, c01, c02, c03 = _step(w00, w01, w02, w03, a0, a1, a2, a3, c00, c01, c02, c03, kA0, kB0, kC0, kS0, z0, s0, BITS, st, ASM, NW)
             c10, c11, c12, c13 = _step(w10, w11, w12, w13, a0, a1, a2, a3, c10, c11, c12, c13, kA1, kB1, kC1, kS1, z1, s1, BITS, st, ASM, NW)
             c20, c21, c22, c23 = _step(w20, w21, w22, w23, a0, a1, a2, a3, c20, c21, c22, c23, kA2, kB2, kC2, kS2, z2, s2, BITS, st, ASM, NW)
             c30, c31, c32, c33 = _step(w30, w31, w32, w33, a0, a1, a2, a3, c30, c31, c32, c33, kA3, kB3, kC3, kS3, z3, s3, BITS, st, ASM, NW)
+        wr0, wr1, wr2, wr3 = wn0, wn1, wn2, wn3
+        f0, f1, f2, f3, f4, f5, f6, f7 = h0, h1, h2, h3, h4, h5, h6, h7
         u = un
     cc = wbase + 8 * j                                                     # output column of tile 0: B lane 2j's first column
-    final = SPLIT_K == 1
     if SPLIT_K > 1:
         _out4(part_ptr, y_ptr, bias_ptr, c00, c01, c02, c03, r0, cc, M, N, pid_k, stride_ym, False, HAS_BIAS, SPLIT_K)
         _out4(part_ptr, y_ptr, bias_ptr, c10, c11, c12, c13, r0, cc + 1, M, N, pid_k, stride_ym, False, HAS_BIAS, SPLIT_K)
@@ -761,7 +778,8 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
         final = count == SPLIT_K - 1
         if final:
             tl.atomic_xchg(cnt_ptr + tile, 0)
-    if final:
+            _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, HAS_BIAS, SPLIT_K)
+    else:
         _out4(part_ptr, y_ptr, bias_ptr, c00, c01, c02, c03, r0, cc, M, N, pid_k, stride_ym, True, HAS_BIAS, SPLIT_K)
         _out4(part_ptr, y_ptr, bias_ptr, c10, c11, c12, c13, r0, cc + 1, M, N, pid_k, stride_ym, True, HAS_BIAS, SPLIT_K)
         _out4(part_ptr, y_ptr, bias_ptr, c20, c21, c22, c23, r0, cc + 2, M, N, pid_k, stride_ym, True, HAS_BIAS, SPLIT_K)
@@ -787,12 +805,14 @@ def _dequant_kernel(qw_ptr, z_ptr, s_ptr, w_ptr, K, N, n_units, n_groups, n_zw, 
 def dequantize_sorted(p:GPTQPacked,   # from `prepare`
                       n0:int=0,       # first column
                       nc:int|None=None, # columns (default: all from n0)
-                      U:int=2, BN:int=128, num_warps:int=4 # units and columns per program, warps
+                      U:int=2, BN:int=128, num_warps:int=4, # units and columns per program, warps
+                      out:torch.Tensor|None=None # fp16 [in, nc], contiguous: written instead of a new tensor
                      ) -> torch.Tensor: # fp16 [in, nc]: W's rows in sorted order
     "The fp16 weights of columns `n0 .. n0+nc` of a repacked linear, rows in sorted (group) order."
     K, N = p.in_features, p.out_features
     nc = N - n0 if nc is None else nc
-    w = torch.empty(K, nc, dtype=torch.float16, device=p.qweight.device)
+    w = torch.empty(K, nc, dtype=torch.float16, device=p.qweight.device) if out is None else out
+    if w.shape != (K, nc) or w.dtype != torch.float16 or not w.is_contiguous(): raise ValueError(f"out must be contiguous fp16 [{K}, {nc}]")
     n_units = -(-K // 32)
     _dequant_kernel[(-(-nc // BN), -(-n_units // U))](
         p.qweight, p.zeros, p.scales, w, K, N, n_units, p.scales.shape[0], p.zeros.shape[1], n0, nc, BITS=p.bits,
@@ -845,20 +865,20 @@ def _n_sms(device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 4
 
 def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, bcast=True,
-                   kernel=None, chunk=None, prefetch=None, even=None):
+                   kernel=None, chunk=None, even=None):
     "Kernel choice ('gemv', 'mma', 'dot' or 'dequant'), tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
     n_units = -(-K // 32)
     upg = p.group_size // 32 if p.group_size != -1 else 1
     kernel = kernel or ('gemv' if M <= 2 else ('mma' if M <= 16 else ('dot' if M < 512 else 'dequant')))
     if kernel == 'dequant':                                                # long prompts: fp16 weights in chunks, then cuBLAS
-        chunk = chunk or max(128, min(N, (1 << 27) // K // 128 * 128))
+        n = max(1, -(-N * K // (1 << 27)))                                 # chunks of at most 2**27 values (256 MB)...
+        chunk = chunk or min(N, max(128, -(-N // n // 128) * 128))         # ...of equal width, a multiple of 128 columns
         return dict(KIND=kernel, CHUNK=chunk, SPLIT_K=1), 0, upg
     if kernel == 'mma':                                                    # batched decode: mma.sync on register fragments
         nw = num_warps or 4
         bn, bm, U = 32 * nw, 16, 4                                         # steps of 4 units, one per lane of a k-slot
         tiles = -(-N // bn) * -(-M // bm)
-        target = (8 if N >= 32768 else 4) * _n_sms(device)                 # about 8 programs per SM for gate/up, 4 for the rest
-        pf = (p.bits == 3 or N < 32768) if prefetch is None else prefetch  # words one block ahead, except 4-bit gate/up
+        target = (8 if N >= 32768 else (4 if K >= 2 * N else 2)) * _n_sms(device)   # programs per SM: 8 gate/up, 4 down, 2 q/k/v and o
     elif kernel == 'gemv':                                                 # decode: the fp16x2 kernel, once per row
         wide = N >= 32768                                                  # gate/up of a 70B, not q/k/v, o, down
         deep = K >= 2 * N                                                  # down: long columns, few of them
@@ -889,13 +909,13 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     iters = -(-n_units // (split * U))                                     # units per split, in steps of U
     split = -(-n_units // (iters * U))                                     # no empty splits
     return dict(KIND=kernel, U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast,
-                PF=kernel == 'mma' and pf, EVEN=ev), tiles, upg
+                EVEN=ev), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
 def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
-                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, prefetch, even: override the launch
+                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even: override the launch
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`, in one Triton launch (two with act-order and unsorted x)."
     K, N = p.in_features, p.out_features
@@ -910,15 +930,15 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
     cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **launch)
     if cfg['KIND'] == 'dequant':
         y = torch.empty(M, N, dtype=x.dtype, device=x.device)
+        buf = torch.empty(K * min(cfg['CHUNK'], N), dtype=torch.float16, device=x.device)   # one scratch buffer for every chunk
         for n0 in range(0, N, cfg['CHUNK']):
             nc = min(cfg['CHUNK'], N - n0)
-            yc = x2 @ dequantize_sorted(p, n0, nc)                         # [M, nc]
-            if nc == N: y = yc
-            else: y[:, n0:n0 + nc] = yc
+            w = dequantize_sorted(p, n0, nc, out=buf[:K * nc].view(K, nc))  # [K, nc]
+            torch.mm(x2, w, out=y[:, n0:n0 + nc])                          # straight into y's columns (cuBLAS takes the row stride)
         if p.bias is not None: y += p.bias
         return y.reshape(*lead, N)
-    if cfg['KIND'] == 'mma' and _asm_ok(x.device) and (N % 16 or K % 32 or x2.stride(0) % 32 or x2.data_ptr() % 16):
-        cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **{**launch, 'kernel': 'dot'})   # its lane layout needs 16-byte loads
+    if cfg['KIND'] == 'mma' and _asm_ok(x.device) and (N % 16 or K % 32):
+        cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **{**launch, 'kernel': 'dot'})   # its lane layout needs 16-byte word loads
     y = torch.empty(M, N, dtype=x.dtype, device=x.device)
     split = cfg['SPLIT_K'] > 1
     part = _workspace(x.device, cfg['SPLIT_K'] * M * N) if split else y
@@ -926,11 +946,12 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
     bias = y if p.bias is None else p.bias
     common = (p.qweight, p.zeros, p.scales, bias, y, part, cnt, M, N, K, -(-K // 32), p.scales.shape[0])
     if cfg['KIND'] == 'mma':
-        xp = x2.view(torch.int32)
+        n_pad = (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4                    # the units the splits and their last prefetch read
+        xa = _xa_copy(x2.view(torch.int32), K, n_pad)                      # x in A-fragment order: one small launch
         _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
-            xp, *common, xp.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
+            xa, *common, n_pad, y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), NW=cfg['num_warps'],
-            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], PF=cfg['PF'], num_warps=cfg['num_warps'])
+            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'])
     elif cfg['KIND'] == 'gemv':
         xp = x2.view(torch.int32)                                          # [M, K/2] pairs
         _gemv_kernel[(-(-N // cfg['BLOCK_N']), M, cfg['SPLIT_K'])](
