@@ -469,10 +469,10 @@ def _dot_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
 
 # %% ../nbs/04_gptq_matmul.ipynb #f38490ff
 @triton.constexpr_function
-def _mma_ptx(bits:int, step:int) -> str:
+def _mma_ptx(bits:int, step:int, scale:bool=True) -> str:
     """PTX of one k16 step: dequantize pairs 2*step, 2*step+1 of the lane's unit into the B fragment, then one
     m16n8k16 mma. Operands: $0-$3 d (f32); $4-$7 words; $8-$11 A fragment; $12-$15 c (f32); $16-$18 -(1024/f + z)
-    per field scale f (ascending); $19 the scale pair."""
+    per field scale f (ascending); $19 the scale pair (not read when `scale` is False: B = q - z)."""
     fs = [1, 16] if bits == 4 else [1, 8, 64]
     inv = {1: '0x3C003C00', 8: '0x30003000', 16: '0x2C002C00', 64: '0x24002400'}   # 1/f as fp16 pairs
     s = ["{", ".reg .b32 t0, t1, u, k;"]
@@ -497,8 +497,8 @@ def _mma_ptx(bits:int, step:int) -> str:
                 src = "u"
             s.append(f"lop3.b32 {dst}, {src}, {mask}, 0x64006400, 0xEA;")   # 1024 + f*q
         s += [f"mov.b32 k, {inv[f]};",
-              f"fma.rn.f16x2 {dst}, {dst}, k, ${16 + fs.index(f)};",       # q - z, exactly
-              f"mul.rn.f16x2 {dst}, {dst}, $19;"]                          # (q - z) * s
+              f"fma.rn.f16x2 {dst}, {dst}, k, ${16 + fs.index(f)};"]       # q - z, exactly
+        if scale: s.append(f"mul.rn.f16x2 {dst}, {dst}, $19;")             # (q - z) * s
     s += ["mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {$0,$1,$2,$3}, {$8,$9,$10,$11}, {t0,t1}, {$12,$13,$14,$15};", "}"]
     return "\n".join(s)
 
@@ -550,17 +550,20 @@ def _mma_emu(a0, a1, a2, a3, b0lo, b0hi, b1lo, b1hi, c0, c1, c2, c3, NW: tl.cons
 
 @triton.jit
 def _step(w0, w1, w2, w3, a0, a1, a2, a3, c0, c1, c2, c3, bA, bB, bC, s2, z, s,
-          BITS: tl.constexpr, STEP: tl.constexpr, ASM: tl.constexpr, NW: tl.constexpr):
-    "One k16 step of one 8-column tile: the accumulators after adding this step's products."
+          BITS: tl.constexpr, STEP: tl.constexpr, ASM: tl.constexpr, NW: tl.constexpr, SCALE: tl.constexpr = True):
+    "One k16 step of one 8-column tile: the accumulators after adding this step's products (of x and (q - z)·s, or q - z)."
     if ASM:
-        return tl.inline_asm_elementwise(_mma_ptx(BITS, STEP), "=f,=f,=f,=f" + ",r" * 8 + ",f" * 4 + ",r" * 4,
+        return tl.inline_asm_elementwise(_mma_ptx(BITS, STEP, SCALE), "=f,=f,=f,=f" + ",r" * 8 + ",f" * 4 + ",r" * 4,
                                          [w0, w1, w2, w3, a0, a1, a2, a3, c0, c1, c2, c3, bA, bB, bC, s2],
                                          dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
     else:
         q0, q1 = _q_emu(w0, w1, w2, w3, 2 * STEP, BITS)
         q2, q3 = _q_emu(w0, w1, w2, w3, 2 * STEP + 1, BITS)
-        v0 = ((q0 - z).to(tl.float16) * s).to(tl.float32); v1 = ((q1 - z).to(tl.float16) * s).to(tl.float32)
-        v2 = ((q2 - z).to(tl.float16) * s).to(tl.float32); v3 = ((q3 - z).to(tl.float16) * s).to(tl.float32)
+        if SCALE:
+            v0 = ((q0 - z).to(tl.float16) * s).to(tl.float32); v1 = ((q1 - z).to(tl.float16) * s).to(tl.float32)
+            v2 = ((q2 - z).to(tl.float16) * s).to(tl.float32); v3 = ((q3 - z).to(tl.float16) * s).to(tl.float32)
+        else:
+            v0 = (q0 - z).to(tl.float32); v1 = (q1 - z).to(tl.float32); v2 = (q2 - z).to(tl.float32); v3 = (q3 - z).to(tl.float32)
         return _mma_emu(a0, a1, a2, a3, v0, v1, v2, v3, c0, c1, c2, c3, NW)
 
 # %% ../nbs/04_gptq_matmul.ipynb #2366c9ec
@@ -672,6 +675,16 @@ def _quad(f0, f1, f2, f3, f4, f5, f6, f7, S: tl.constexpr):
         return f4 if S == 4 else (f5 if S == 5 else (f6 if S == 6 else f7))
 
 @triton.jit
+def _oscales(s_ptr, grp, cc, N, ok):
+    "fp32 scales of groups `grp` [L] at the lane's 8 output columns cc .. cc + 7, as 8 [L] tensors."
+    cols = cc[:, None] + tl.arange(0, 8)[None, :]                          # [L, 8]: one 16-byte load
+    s = tl.load(s_ptr + grp[:, None] * N + cols, mask=ok[:, None] & (cols < N), other=0.0).to(tl.float32)
+    lo, hi = tl.split(tl.permute(tl.reshape(s, [s.shape[0], 2, 4]), (0, 2, 1)))   # columns 0-3, 4-7
+    s0, s1, s2, s3 = _split4(lo)
+    s4, s5, s6, s7 = _split4(hi)
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+@triton.jit
 def _out(part_ptr, y_ptr, bias_ptr, v, r, c, M, N, pid_k, stride_ym, FINAL: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
     "Store one output per lane: a split's partial, or (FINAL, no split) the output (+ bias) into y."
     ok = (r < M) & (c < N)
@@ -710,7 +723,7 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
                 M, N, K, n_units, n_groups, n_pad, stride_ym, n_zw,
                 BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
                 ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
-                NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr):
+                NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr, FOLD: tl.constexpr):
     """y = x @ W + bias for 16 rows and 32*NW columns over ITERS blocks of 4 units, by mma.sync on fragments
     dequantized in registers (program ids: N tile, M tile, split). One element per thread: lane t of warp w owns
     unit 4b + t%4 of every block b and the 4 adjacent columns 4(t//4) .. of its warp's 32; tile i of the warp
@@ -718,7 +731,8 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
 
     x_ptr int32 [cdiv(M, 16), n_pad / 4, 8, 8, 4, 4]: x in A-fragment order (`_xa_copy`), n_pad >= the units read
     (SPLIT_K * ITERS * 4 + 4); the other pointers as in `_gemv_kernel`. Each block's words, scales and activations
-    are requested one block ahead.
+    are requested one block ahead. FOLD (groups a multiple of 128 rows, or none): B = q - z, and the scales multiply
+    each block's products (no group: the sums, once at the end).
     """
     L: tl.constexpr = 32 * NW
     pid_n = tl.program_id(0); pid_m = tl.program_id(1); pid_k = tl.program_id(2)
@@ -730,6 +744,7 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     c4 = c1st[:, None] + tl.arange(0, 4)[None, :]                          # [L, 4] the lane's B columns
     c_ok = c4 < N
     r0 = pid_m * 16 + g
+    cc = wbase + 8 * j                                                     # the lane's output columns cc .. cc + 7 (tile i: cc + i, cc + 4 + i)
     xb = x_ptr + pid_m * (n_pad * 256) + 4 * lane                         # the lane's quads in its tile's xa
     zero = tl.zeros([L], tl.float32)
     c00 = zero; c01 = zero; c02 = zero; c03 = zero; c10 = zero; c11 = zero; c12 = zero; c13 = zero
@@ -737,7 +752,8 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     ub = pid_k * ITERS * 4                                                 # this split's first unit
     ulim = tl.minimum(n_units, ub + ITERS * 4)                             # and the end of its units
     u = ub + j                                                             # [L] the lane's unit in the first block
-    if not GROUPED:
+    ZCONST: tl.constexpr = not GROUPED or (FOLD and SYM)                   # the dequantization's constants never change
+    if ZCONST:
         sr, zr = _zs_load(z_ptr, s_ptr, tl.zeros([L], tl.int32), c1st, c4, c_ok, e >= 0, N, n_zw, SYM)
         z0, z1, z2, z3, s0, s1, s2, s3 = _zs_split(sr, zr, c1st, BITS, SYM, ZERO_OFFSET)
         kA0, kB0, kC0, kS0 = _consts(z0, s0, BITS); kA1, kB1, kC1, kS1 = _consts(z1, s1, BITS)
@@ -750,23 +766,43 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
         un = u + 4                                                         # the next block: its words and activations
         wn0, wn1, wn2, wn3 = _tile_load(qw_ptr, un, c4, (un < ulim)[:, None] & c_ok, N, BITS)   # in flight during this block's mma
         h0, h1, h2, h3, h4, h5, h6, h7 = _xa8(xb, un)
-        if GROUPED:
+        if not ZCONST:
             sn, zn = _zs_load(z_ptr, s_ptr, tl.minimum(un // UPG, n_groups - 1), c1st, c4, c_ok, un < ulim, N, n_zw, SYM)
             z0, z1, z2, z3, s0, s1, s2, s3 = _zs_split(sr, zr, c1st, BITS, SYM, ZERO_OFFSET)
             kA0, kB0, kC0, kS0 = _consts(z0, s0, BITS); kA1, kB1, kC1, kS1 = _consts(z1, s1, BITS)
             kA2, kB2, kC2, kS2 = _consts(z2, s2, BITS); kA3, kB3, kC3, kS3 = _consts(z3, s3, BITS)
             sr, zr = sn, zn
         w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30, w31, w32, w33 = _tile_words(wr0, wr1, wr2, wr3)
+        if FOLD and GROUPED:                                               # this block's products apart, scaled below
+            t00 = zero; t01 = zero; t02 = zero; t03 = zero; t10 = zero; t11 = zero; t12 = zero; t13 = zero
+            t20 = zero; t21 = zero; t22 = zero; t23 = zero; t30 = zero; t31 = zero; t32 = zero; t33 = zero
+        else:
+            t00 = c00; t01 = c01; t02 = c02; t03 = c03; t10 = c10; t11 = c11; t12 = c12; t13 = c13
+            t20 = c20; t21 = c21; t22 = c22; t23 = c23; t30 = c30; t31 = c31; t32 = c32; t33 = c33
         for st in tl.static_range(8):
             a0, a1, a2, a3 = _split4(_quad(f0, f1, f2, f3, f4, f5, f6, f7, st))   # one 16-byte load gave them in order
-            c00, c01, c02, c03 = _step(w00, w01, w02, w03, a0, a1, a2, a3, c00, c01, c02, c03, kA0, kB0, kC0, kS0, z0, s0, BITS, st, ASM, NW)
-            c10, c11, c12, c13 = _step(w10, w11, w12, w13, a0, a1, a2, a3, c10, c11, c12, c13, kA1, kB1, kC1, kS1, z1, s1, BITS, st, ASM, NW)
-            c20, c21, c22, c23 = _step(w20, w21, w22, w23, a0, a1, a2, a3, c20, c21, c22, c23, kA2, kB2, kC2, kS2, z2, s2, BITS, st, ASM, NW)
-            c30, c31, c32, c33 = _step(w30, w31, w32, w33, a0, a1, a2, a3, c30, c31, c32, c33, kA3, kB3, kC3, kS3, z3, s3, BITS, st, ASM, NW)
+            t00, t01, t02, t03 = _step(w00, w01, w02, w03, a0, a1, a2, a3, t00, t01, t02, t03, kA0, kB0, kC0, kS0, z0, s0, BITS, st, ASM, NW, not FOLD)
+            t10, t11, t12, t13 = _step(w10, w11, w12, w13, a0, a1, a2, a3, t10, t11, t12, t13, kA1, kB1, kC1, kS1, z1, s1, BITS, st, ASM, NW, not FOLD)
+            t20, t21, t22, t23 = _step(w20, w21, w22, w23, a0, a1, a2, a3, t20, t21, t22, t23, kA2, kB2, kC2, kS2, z2, s2, BITS, st, ASM, NW, not FOLD)
+            t30, t31, t32, t33 = _step(w30, w31, w32, w33, a0, a1, a2, a3, t30, t31, t32, t33, kA3, kB3, kC3, kS3, z3, s3, BITS, st, ASM, NW, not FOLD)
+        if FOLD and GROUPED:                                               # the block lies in one group: its scales
+            o0, o1, o2, o3, o4, o5, o6, o7 = _oscales(s_ptr, tl.minimum(u // UPG, n_groups - 1), cc, N, u < ulim)
+            c00 += t00 * o0; c01 += t01 * o4; c02 += t02 * o0; c03 += t03 * o4
+            c10 += t10 * o1; c11 += t11 * o5; c12 += t12 * o1; c13 += t13 * o5
+            c20 += t20 * o2; c21 += t21 * o6; c22 += t22 * o2; c23 += t23 * o6
+            c30 += t30 * o3; c31 += t31 * o7; c32 += t32 * o3; c33 += t33 * o7
+        else:
+            c00 = t00; c01 = t01; c02 = t02; c03 = t03; c10 = t10; c11 = t11; c12 = t12; c13 = t13
+            c20 = t20; c21 = t21; c22 = t22; c23 = t23; c30 = t30; c31 = t31; c32 = t32; c33 = t33
         wr0, wr1, wr2, wr3 = wn0, wn1, wn2, wn3
         f0, f1, f2, f3, f4, f5, f6, f7 = h0, h1, h2, h3, h4, h5, h6, h7
         u = un
-    cc = wbase + 8 * j                                                     # output column of tile 0: B lane 2j's first column
+    if FOLD and not GROUPED:                                               # one scale per column: once, at the end
+        o0, o1, o2, o3, o4, o5, o6, o7 = _oscales(s_ptr, tl.zeros([L], tl.int32), cc, N, e >= 0)
+        c00 *= o0; c01 *= o4; c02 *= o0; c03 *= o4
+        c10 *= o1; c11 *= o5; c12 *= o1; c13 *= o5
+        c20 *= o2; c21 *= o6; c22 *= o2; c23 *= o6
+        c30 *= o3; c31 *= o7; c32 *= o3; c33 *= o7
     if SPLIT_K > 1:
         _out4(part_ptr, y_ptr, bias_ptr, c00, c01, c02, c03, r0, cc, M, N, pid_k, stride_ym, False, HAS_BIAS, SPLIT_K)
         _out4(part_ptr, y_ptr, bias_ptr, c10, c11, c12, c13, r0, cc + 1, M, N, pid_k, stride_ym, False, HAS_BIAS, SPLIT_K)
@@ -865,7 +901,7 @@ def _n_sms(device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 4
 
 def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, bcast=True,
-                   kernel=None, chunk=None, even=None):
+                   kernel=None, chunk=None, even=None, fold=None):
     "Kernel choice ('gemv', 'mma', 'dot' or 'dequant'), tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
     n_units = -(-K // 32)
     upg = p.group_size // 32 if p.group_size != -1 else 1
@@ -878,7 +914,13 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
         nw = num_warps or 4
         bn, bm, U = 32 * nw, 16, 4                                         # steps of 4 units, one per lane of a k-slot
         tiles = -(-N // bn) * -(-M // bm)
-        target = (8 if N >= 32768 else (4 if K >= 2 * N else 2)) * _n_sms(device)   # programs per SM: 8 gate/up, 4 down, 2 q/k/v and o
+        wide = N >= 32768                                                  # gate/up of a 70B
+        can = p.group_size == -1 or p.group_size % 128 == 0                # a block of 128 rows lies in one group
+        fold = can and (fold if fold is not None else (p.group_size == -1 or wide))   # where it measured faster
+        if wide: per_sm = 1 if fold else 8                                 # programs per SM: gate/up folded, one split
+        elif fold: per_sm = 4                                              # q/k/v, o, down without groups
+        else: per_sm = 4 if K >= 2 * N else 2                              # down; q/k/v and o
+        target = per_sm * _n_sms(device)
     elif kernel == 'gemv':                                                 # decode: the fp16x2 kernel, once per row
         wide = N >= 32768                                                  # gate/up of a 70B, not q/k/v, o, down
         deep = K >= 2 * N                                                  # down: long columns, few of them
@@ -909,13 +951,13 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     iters = -(-n_units // (split * U))                                     # units per split, in steps of U
     split = -(-n_units // (iters * U))                                     # no empty splits
     return dict(KIND=kernel, U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast,
-                EVEN=ev), tiles, upg
+                EVEN=ev, FOLD=kernel == 'mma' and fold), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
 def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
-                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even: override the launch
+                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold: override the launch
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`, in one Triton launch (two with act-order and unsorted x)."
     K, N = p.in_features, p.out_features
@@ -951,7 +993,7 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
         _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
             xa, *common, n_pad, y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), NW=cfg['num_warps'],
-            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'])
+            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], FOLD=cfg['FOLD'], num_warps=cfg['num_warps'])
     elif cfg['KIND'] == 'gemv':
         xp = x2.view(torch.int32)                                          # [M, K/2] pairs
         _gemv_kernel[(-(-N // cfg['BLOCK_N']), M, cfg['SPLIT_K'])](
