@@ -15,7 +15,8 @@ ahead: ~32 KB in flight per SM, about what the H200's latency needs at full band
     TRITON_INTERPRET=1 PYTHONPATH=.:bench python bench/proto/mma_pipe.py --check          (CPU)
     PYTHONPATH=.:bench python bench/proto/mma_pipe.py --sass                 (CPU: compiles for sm_90, counts)
 
-It imports the helpers of `qllama/gptq_matmul.py` as of the commit that adds it.
+It ran (`mma_pipe*_NVIDIA_H200.json`) importing the helpers of `qllama/gptq_matmul.py` as of commit ee70581; the
+module of the commit that adds it (FOLD adopted into `_mma_kernel`) keeps those helpers' behaviour.
 """
 import argparse, collections, json, os, re, subprocess, sys, tempfile
 import torch
