@@ -6,7 +6,7 @@ graph). Kernel time is summed by kind (the GPTQ decode kernels, attention, norms
 cuBLAS, the rest); what is left of the step is time with no kernel running (launch gaps and kernel ramp-up
 inside the graph). JSON records go to `--out` (default bench/results), a table is printed.
 
-    PYTHONPATH=. python bench/profile_decode_gpu.py [--branches main gptq-3bit-128g-actorder_True]
+    PYTHONPATH=. python bench/profile_decode_gpu.py [--branches main gptq-3bit-128g-actorder_True] [--tag profile_decode]
 """
 import argparse, json, os, re, collections
 import torch
@@ -16,7 +16,7 @@ from qllama.fast import use_kernels
 from qllama.model import KVCache
 from qllama.graph import GraphDecoder
 
-KINDS = [('gptq gemv (M<=2)', r'_gemv_kernel'), ('gptq mma (3<=M<=16)', r'_mma_kernel'), ('attention', r'attention|attn|_decode'),
+KINDS = [('gptq gemv (M<=2)', r'_gemv_kernel'), ('gptq mma (3<=M<=16)', r'_mma_kernel'), ('x -> A fragments', r'_xa_kernel'), ('attention', r'attention|attn|_decode'),
          ('norm', r'norm'), ('rope', r'rope'), ('silu*mul', r'silu'), ('lm_head / cuBLAS', r'gemv|gemm|cutlass|sm90_|ampere|Kernel2'),
          ('index/gather', r'index|gather'), ('other', r'.')]
 
@@ -26,7 +26,8 @@ def kind(name):
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--branches', nargs='+', default=['main', 'gptq-3bit-128g-actorder_True'])
-    ap.add_argument('--out', default=os.environ.get('OUT', 'bench/results')); a = ap.parse_args()
+    ap.add_argument('--out', default=os.environ.get('OUT', 'bench/results'))
+    ap.add_argument('--tag', default='profile_decode', help='file name: TAG_CARD.json'); a = ap.parse_args()
     dev = torch.device('cuda'); card = torch.cuda.get_device_name(dev); recs = []
     bw = copy_bandwidth(); print(f"{card}: copy {bw:.0f} GB/s", flush=True)
     for branch in a.branches:
@@ -60,6 +61,6 @@ def main():
             del dec, cache; torch.cuda.empty_cache()
         del m; torch.cuda.empty_cache()
     os.makedirs(a.out, exist_ok=True)
-    open(os.path.join(a.out, f"profile_decode_{card.replace(' ', '_')}.json"), 'w').write(json.dumps(recs, indent=1))
+    open(os.path.join(a.out, f"{a.tag}_{card.replace(' ', '_')}.json"), 'w').write(json.dumps(recs, indent=1))
 
 if __name__ == '__main__': main()
