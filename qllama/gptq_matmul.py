@@ -635,10 +635,12 @@ def _tile_words(r0, r1, r2, r3):
     return a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3
 
 @triton.jit
-def _xa_kernel(x_ptr, xa_ptr, M, P, n_units, n_pad, stride_xm, BLOCK: tl.constexpr):
+def _xa_kernel(x_ptr, perm_ptr, xa_ptr, M, P, n_units, n_pad, stride_xm, GATHER: tl.constexpr, BLOCK: tl.constexpr):
     """xa[t, b, s, g, j, w] = x[16t + g + 8(w % 2), pair 16(4b + j) + 2s + w // 2], zero past row M, pair P or unit
-    n_units, for BLOCK flat indices of 16-row tile t (program ids: t, block).
-    x_ptr int32 [M, P] activation pairs (row stride stride_xm); xa_ptr int32 [tiles, n_pad / 4, 8, 8, 4, 4]."""
+    n_units, for BLOCK flat indices of 16-row tile t (program ids: t, block). GATHER: pair p of a row is
+    (x[row, perm[2p]], x[row, perm[2p + 1]]), the row in sorted order.
+    x_ptr int32 [M, P] activation pairs, or with GATHER fp16 [M, 2P] (row stride stride_xm); perm_ptr int32 [2P]
+    (GATHER only); xa_ptr int32 [tiles, n_pad / 4, 8, 8, 4, 4]."""
     t = tl.program_id(0)
     i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     w = i % 4; j = (i // 4) % 4; g = (i // 16) % 8; s = (i // 128) % 8; b = i // 1024
@@ -646,17 +648,26 @@ def _xa_kernel(x_ptr, xa_ptr, M, P, n_units, n_pad, stride_xm, BLOCK: tl.constex
     row = 16 * t + g + 8 * (w % 2)
     pair = 16 * u + 2 * s + w // 2
     ok = (row < M) & (pair < P) & (u < n_units)
-    v = tl.load(x_ptr + row * stride_xm + pair, mask=ok, other=0)
+    if GATHER:
+        k0 = tl.load(perm_ptr + 2 * pair, mask=ok, other=0); k1 = tl.load(perm_ptr + 2 * pair + 1, mask=ok, other=0)
+        lo = tl.load(x_ptr + row * stride_xm + k0, mask=ok, other=0.0).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+        hi = tl.load(x_ptr + row * stride_xm + k1, mask=ok, other=0.0).to(tl.int16, bitcast=True).to(tl.int32)
+        v = lo | (hi << 16)
+    else:
+        v = tl.load(x_ptr + row * stride_xm + pair, mask=ok, other=0)
     tl.store(xa_ptr + t * (n_pad * 256) + i, v, mask=i < n_pad * 256)
 
-def _xa_copy(xp:torch.Tensor, # int32 [M, K/2]: fp16 x as pairs
-             K:int,           # in_features
-             n_pad:int        # units to lay out (a multiple of 4, at least every unit a launch reads)
-            ) -> torch.Tensor: # int32 [cdiv(M, 16) * n_pad * 256]
-    "`x` in the fragment kernel's A-fragment order (`_xa_kernel`), one launch."
-    tiles = -(-xp.shape[0] // 16)
-    xa = torch.empty(tiles * n_pad * 256, dtype=torch.int32, device=xp.device)
-    _xa_kernel[(tiles, -(-n_pad * 256 // 1024))](xp, xa, xp.shape[0], K // 2, -(-K // 32), n_pad, xp.stride(0), BLOCK=1024, num_warps=4)
+def _xa_copy(x:torch.Tensor,     # fp16 [M, K], K even; rows 4-byte aligned unless `perm` is given
+             n_pad:int,          # units to lay out (a multiple of 4, at least every unit a launch reads)
+             perm:torch.Tensor|None=None # int32 [K]: copy x[:, perm] instead (act-order x not yet sorted)
+            ) -> torch.Tensor:   # int32 [cdiv(M, 16) * n_pad * 256]
+    "`x` (or `x[:, perm]`) in the fragment kernel's A-fragment order (`_xa_kernel`), one launch."
+    M, K = x.shape
+    src = x if perm is not None else x.view(torch.int32)                  # elements to gather, or pairs to move
+    tiles = -(-M // 16)
+    xa = torch.empty(tiles * n_pad * 256, dtype=torch.int32, device=x.device)
+    _xa_kernel[(tiles, -(-n_pad * 256 // 1024))](src, xa if perm is None else perm, xa, M, K // 2, -(-K // 32), n_pad,
+                                                 src.stride(0), GATHER=perm is not None, BLOCK=1024, num_warps=4)
     return xa
 
 @triton.jit
@@ -959,17 +970,24 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
                 **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold: override the launch
                ) -> torch.Tensor:    # fp16 [..., out]
-    "`x @ W + bias` for a GPTQ linear repacked by `prepare`, in one Triton launch (two with act-order and unsorted x)."
+    "`x @ W + bias` for a GPTQ linear repacked by `prepare`: one Triton launch (two for 3 to 16 rows, or act-order and unsorted x)."
     K, N = p.in_features, p.out_features
     if x.shape[-1] != K: raise ValueError(f"x has {x.shape[-1]} features, the layer expects {K}")
     if x.dtype != torch.float16: raise ValueError(f"gptq_matmul takes fp16 activations, got {x.dtype}")
     if x.device != p.qweight.device: raise ValueError(f"x is on {x.device}, the weights on {p.qweight.device}")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, K)                                                  # [M, in]
-    if p.perm is not None and not x_sorted: x2 = _gather(x2, p.perm)        # x[:, perm]: sorted row order
-    if x2.stride(-1) != 1 or x2.stride(0) % 2 or x2.data_ptr() % 4: x2 = x2.clone(memory_format=torch.contiguous_format)  # pairs: 4-byte aligned
     M = x2.shape[0]
     cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **launch)
+    if cfg['KIND'] == 'mma' and _asm_ok(x.device) and (N % 16 or K % 32):
+        cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **{**launch, 'kernel': 'dot'})   # its lane layout needs 16-byte word loads
+    perm = p.perm if p.perm is not None and not x_sorted else None         # x still to be put in sorted row order
+    if perm is not None and cfg['KIND'] == 'mma':                          # the A-fragment copy gathers as it copies
+        if x2.stride(-1) != 1: x2 = x2.contiguous()
+    else:
+        if perm is not None: x2 = _gather(x2, perm)                        # x[:, perm]: sorted row order
+        perm = None
+        if x2.stride(-1) != 1 or x2.stride(0) % 2 or x2.data_ptr() % 4: x2 = x2.clone(memory_format=torch.contiguous_format)  # pairs: 4-byte aligned
     if cfg['KIND'] == 'dequant':
         y = torch.empty(M, N, dtype=x.dtype, device=x.device)
         buf = torch.empty(K * min(cfg['CHUNK'], N), dtype=torch.float16, device=x.device)   # one scratch buffer for every chunk
@@ -979,8 +997,6 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
             torch.mm(x2, w, out=y[:, n0:n0 + nc])                          # straight into y's columns (cuBLAS takes the row stride)
         if p.bias is not None: y += p.bias
         return y.reshape(*lead, N)
-    if cfg['KIND'] == 'mma' and _asm_ok(x.device) and (N % 16 or K % 32):
-        cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **{**launch, 'kernel': 'dot'})   # its lane layout needs 16-byte word loads
     y = torch.empty(M, N, dtype=x.dtype, device=x.device)
     split = cfg['SPLIT_K'] > 1
     part = _workspace(x.device, cfg['SPLIT_K'] * M * N) if split else y
@@ -989,7 +1005,7 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
     common = (p.qweight, p.zeros, p.scales, bias, y, part, cnt, M, N, K, -(-K // 32), p.scales.shape[0])
     if cfg['KIND'] == 'mma':
         n_pad = (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4                    # the units the splits and their last prefetch read
-        xa = _xa_copy(x2.view(torch.int32), K, n_pad)                      # x in A-fragment order: one small launch
+        xa = _xa_copy(x2, n_pad, perm)                                     # x in A-fragment order (sorted): one small launch
         _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
             xa, *common, n_pad, y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), NW=cfg['num_warps'],
