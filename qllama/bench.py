@@ -144,13 +144,15 @@ def _model_bytes(m:Llama) -> int:
     return sum(t.numel() * t.element_size() for t in ts.values())
 
 # %% ../nbs/19_bench.ipynb #c7ab1a53
-def bench_decode(m:Llama, card:str, branch:str, bw:float, contexts=(128, 4096), batch:int=16, recs=None) -> tuple:
+def bench_decode(m:Llama, card:str, branch:str, bw:float, contexts=(128, 4096), batch:int=16, recs=None,
+                 min_len:int=0  # the batch-1 cache holds at least this many positions (the prefill that reuses it)
+                ) -> tuple:
     "Decode records of `m` (on the kernels): exactness, batch-1 per context, batch-`batch` at the first context; (records, caches)."
     cfg, q, dev = m.config.llama, m.config.quant, m.lm_head.weight.device
     recs = [] if recs is None else recs
     rec = lambda *a, **kw: recs.append(record(card, branch, *a, layers=cfg.num_hidden_layers, **kw))
     nb1 = token_bytes(cfg, q, 1)
-    c1 = KVCache(cfg, 1, max(contexts), torch.float16, dev)
+    c1 = KVCache(cfg, 1, max(*contexts, min_len), torch.float16, dev)
     with torch.inference_mode():
         c1.k.normal_(); c1.v.normal_()
         dec, tok, slot = GraphDecoder(m, c1), torch.tensor([17], device=dev), torch.tensor([0], device=dev)
@@ -227,7 +229,7 @@ def bench_branch(branch:str, card:str, bw:float, tflops:float, cfg:LlamaConfig|N
     cfg, weights = m.config.llama, _model_bytes(m)
     log(f"{branch}: built and repacked in {time.time() - t0:.0f} s, {weights / 1e9:.1f} GB of weights")
     torch.cuda.reset_peak_memory_stats()
-    recs, caches = bench_decode(m, card, branch, bw, contexts, batch)
+    recs, caches = bench_decode(m, card, branch, bw, contexts, batch, min_len=prefill)   # the prefill reuses the batch-1 cache
     bench_prefill(m, card, branch, bw, tflops, caches[0], prefill, recs)
     bench_linears(m, card, branch, bw, recs=recs)
     kv = sum(c.k.numel() * 2 * c.k.element_size() for c in caches)
