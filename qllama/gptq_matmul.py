@@ -935,12 +935,16 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     elif kernel == 'gemv':                                                 # decode: the fp16x2 kernel, once per row
         wide = N >= 32768                                                  # gate/up of a 70B, not q/k/v, o, down
         deep = K >= 2 * N                                                  # down: long columns, few of them
+        square = not deep and N <= K                                       # o
+        narrow = not wide and (deep or square or p.bits == 3)              # one unit a step, many short programs: down, o, 3-bit q/k/v
         nw = num_warps or (8 if wide and p.bits == 4 else 4)
-        bn = min(block_n or 128 * nw, max(16, triton.next_power_of_2(N)))
+        bn = min(block_n or (64 if square else 128) * nw, max(16, triton.next_power_of_2(N)))   # o: 2 columns a thread
         tiles = -(-N // bn)
-        U = U or (1 if wide else 4)
+        U = U or (1 if wide or narrow else 4)
         if p.group_size != -1 and U % upg and upg % U: U = 1               # a step must hold whole groups or lie in one
-        target = ((4 if p.bits == 4 else 8) if wide else (3.5 if deep else 2)) * _n_sms(device)
+        per_sm = (4 if p.bits == 4 else 8) if wide else (7 if deep else 8 if square else 5 if narrow else 2)
+        target = per_sm * _n_sms(device)                                   # programs (2 on 4-bit q/k/v)
+        if narrow: target = min(target, tiles * max(1, n_units // (4 * U)))   # >= 4 steps a program: the tail adds SPLIT_K partials one by one
         bm = 1
     else:                                                                  # tensor cores
         bm = block_m or (16 if M <= 16 else (64 if M <= 64 else (128 if M <= 256 else 256)))   # big tiles share each dequantized weight more
@@ -955,7 +959,7 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     if kernel == 'gemv' and even is not False and K % 32 == 0 and N % bn == 0 and n_units % U == 0:
         steps = n_units // U
         if split_k: ev = steps % split_k == 0
-        elif even or wide or deep:                                         # where it measured faster (not q/k/v, o)
+        elif even or wide or narrow:                                       # where it measured faster (not 4-bit q/k/v)
             want = target / tiles
             d = min((d for d in range(1, steps + 1) if steps % d == 0), key=lambda d: abs(math.log(d / want)))
             if even or max(d / want, want / d) < 1.5: split, ev = d, True
