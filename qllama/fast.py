@@ -63,13 +63,15 @@ def _attention_forward(self:Attention, x, cos, sin, mask=None, cache=None, posit
     v = v.view(B, T, self.nkv, self.hd).transpose(1, 2)                 # [B, nkv, T, hd]
     pos = positions[:, 0]                                               # [B] each row's first position
     rot = self._rotary
+    oi = self._o_inv                                                    # o's sorted order, written by attention itself
     if cache is None:                                                   # fresh keys: causal attention over them
         rope(q, k, rot.cos, rot.sin, pos)
-        y = attention(q, k, v)
+        y = attention(q, k, v, out_index=oi)
     else:                                                               # RoPE + cache write in one launch
         kc, vc = cache.k[self.layer], cache.v[self.layer]               # [max_batch, nkv, max_seq, hd]
         rope(q, k, rot.cos, rot.sin, pos, v, kc, vc, slots)
-        y = attention(q, kc, vc, pos, slots, kv_len=mask.shape[-1])     # [B, nh, T, hd]
+        y = attention(q, kc, vc, pos, slots, kv_len=mask.shape[-1], out_index=oi)   # [B, nh, T, hd] ([B, T, nh*hd] with oi)
+    if oi is not None: return gptq_matmul(y, self.o_proj.packed, x_sorted=True)   # [B, T, H]: no gather launch
     return self.o_proj(y.transpose(1, 2).reshape(B, T, self.nh * self.hd))  # [B, T, H]
 
 # %% ../nbs/10a_fast.ipynb #d4fdb2f3
@@ -89,9 +91,11 @@ def _src(p:GPTQPacked|None):
     "int32 [in]: the column a norm must write at j so that its output is in `p`'s sorted order (None: as is)."
     return None if p is None else p.perm
 
-def _join(block:Block):
+def _join(block:Block, attn_out_sorted:bool=False):
     "One launch for q/k/v and one for gate/up where their act-order agrees; norms and gate/up write sorted outputs."
     at, mlp = block.self_attn, block.mlp
+    P = at.o_proj.packed.perm                                           # attention can write o's input in this order
+    at._o_inv = torch.argsort(P.long()).int() if attn_out_sorted and P is not None else None
     lin = (at.q_proj, at.k_proj, at.v_proj)
     at._qkv = concat([l.packed for l in lin]) if _same_perm([l.packed for l in lin]) else None
     at._x_sorted = at._qkv is not None and at._qkv.perm is not None
@@ -106,8 +110,11 @@ def _join(block:Block):
     for l in (lin if at._qkv is not None else ()) + ((g, u) if mlp._gate_up is not None else ()):
         l.packed = None                                                 # now held by the joined linear
 
-def use_kernels(model:Llama, free_packed:bool=True) -> Llama:
-    "Run `model` on the Triton kernels; with `free_packed`, drop AutoGPTQ's layout once repacked."
+def use_kernels(model:Llama,
+                free_packed:bool=True,      # drop AutoGPTQ's layout once repacked
+                attn_out_sorted:bool=False  # act-order `o`: attention writes its output in o's sorted order (no gather launch)
+               ) -> Llama:
+    "Run `model` on the Triton kernels."
     if (why := kernel_support(model)) is not None: raise ValueError(f"kernels not available: {why}")
     for m in model.modules():
         if isinstance(m, QuantLinear):
@@ -120,9 +127,9 @@ def use_kernels(model:Llama, free_packed:bool=True) -> Llama:
             if isinstance(m, Attention): object.__setattr__(m, '_rotary', model.model.rotary_emb)  # not a submodule
             m.forward = types.MethodType(_FORWARDS[type(m)], m)
     for b in model.model.layers:
-        if isinstance(b.self_attn.q_proj, QuantLinear): _join(b)
+        if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted)
         else:
-            b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = None
+            b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = b.self_attn._o_inv = None
             b.self_attn._x_sorted = b.mlp._x_sorted = b.mlp._down_sorted = False
     model.kernels = True
     return model

@@ -12,6 +12,9 @@ through 3 distinct layers (the weights never sit in L2). Every configuration is 
 
     PYTHONPATH=. python bench/proto/gemv_launch_sweep.py --out $OUT [--branches 4:-1,3:128] [--deadline 420]
 
+`--m 16` sweeps the fragment kernel (3-16 rows) instead: warps 4 / 8, folded scales or not (where a block of 128 rows
+lies in one group), split-K for 0.5 to 8 programs per SM; records go to `mma_launch_sweep_<card>.json`.
+
 `--confirm` times, per branch and shape, the launcher's choice against its choice before this sweep (`old_launch`),
 alternating the two three times in one process, and checks that they agree.
 """
@@ -20,10 +23,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
 SHAPES = ('qkv', 'o', 'down', 'gate_up')
 
-def configs(s, K, N, bits, gs, sms):
+def configs(s, K, N, bits, gs, sms, M=1):
     "The launch overrides to try for one shape: dicts of gptq_matmul's launch keywords."
     n_units, upg = K // 32, (gs // 32 if gs != -1 else 1)
     out, seen = [], set()
+    if M > 2:                                                              # the fragment kernel: 4 units a step, 32 columns a warp
+        folds = (False, True) if gs == -1 or gs % 128 == 0 else (False,)
+        for nw, fold, per_sm in itertools.product((4, 8), folds, (0.5, 1, 2, 3, 4, 6, 8)):
+            tiles = -(-N // (32 * nw))
+            kw = dict(num_warps=nw, fold=fold, split_k=max(1, min(n_units // 4, round(per_sm * sms / tiles))))
+            key = tuple(sorted(kw.items()))
+            if key not in seen: seen.add(key); out.append(kw)
+        return out
     grid = ([(8, 4, U) for U in (1, 2)] + [(4, 4, 2), (8, 2, 2)] if s == 'gate_up' else
             [(nw, cpt, U) for nw in (4, 8) for cpt in (2, 4) for U in (1, 2, 4)])
     for (nw, cpt, U), per_sm in itertools.product(grid, (2, 3, 4, 6) if s != 'gate_up' else (3, 4, 6)):
@@ -89,23 +100,23 @@ def confirm(args):
     os.makedirs(args.out, exist_ok=True)
     open(os.path.join(args.out, f"gemv_launch_confirm_{card.replace(' ', '_')}.json"), 'w').write(json.dumps(dict(records=recs), indent=1))
 
-def setup(bits, gs, dev, n_layers):
+def setup(bits, gs, dev, n_layers, M=1):
     import torch
     from qllama import gptq_matmul as gm
     from gptq_matmul_gpu import random_gptq, JOINED
     torch.manual_seed(0)
     layers = [{s: gm.prepare(*random_gptq(*JOINED[s], bits, gs, dev), bits=bits, group_size=gs) for s in SHAPES} for _ in range(n_layers)]
-    xs = {K: torch.randn(1, K, device=dev, dtype=torch.float16) for K in (8192, 28672)}
+    xs = {K: torch.randn(M, K, device=dev, dtype=torch.float16) for K in (8192, 28672)}
     return layers, xs
 
-def compile_worker(jobs):
-    "Compile (by one call each) the configurations `jobs`: [(bits, gs, shape, kw)]."
+def compile_worker(jobs, M=1):
+    "Compile (by one call each) the configurations `jobs`: [(bits, gs, shape, kw)] at `M` rows."
     import torch
     from qllama import gptq_matmul as gm
     from gptq_matmul_gpu import JOINED
     dev = torch.device('cuda'); cache = {}
     for bits, gs, s, kw in jobs:
-        if (bits, gs) not in cache: cache[(bits, gs)] = setup(bits, gs, dev, 1)
+        if (bits, gs) not in cache: cache[(bits, gs)] = setup(bits, gs, dev, 1, M)
         layers, xs = cache[(bits, gs)]
         try: gm.gptq_matmul(xs[JOINED[s][0]], layers[0][s], x_sorted=True, **kw)
         except Exception as e: print(f"compile {bits}:{gs} {s} {kw}: {type(e).__name__}: {str(e)[:200]}", flush=True)
@@ -118,7 +129,8 @@ def main():
     ap.add_argument('--shapes', default=','.join(SHAPES))
     ap.add_argument('--workers', type=int, default=12)
     ap.add_argument('--deadline', type=float, default=420, help='seconds after which no new configuration is timed')
-    ap.add_argument('--confirm', action='store_true', help='the launcher against its old choice, per shape')
+    ap.add_argument('--confirm', action='store_true', help='the launcher against its old choice, per shape (M = 1)')
+    ap.add_argument('--m', type=int, default=1, help='rows: 1 (the fp16x2 kernel) or 3-16 (the fragment kernel)')
     args = ap.parse_args()
     if args.confirm: return confirm(args)
     t0 = time.time()
@@ -129,31 +141,34 @@ def main():
     sms = torch.cuda.get_device_properties(dev).multi_processor_count
     branches = [tuple(int(v) for v in b.split(':')) for b in args.branches.split(',')]
     shapes = args.shapes.split(',')
-    plan = [(bits, gs, s, kw) for bits, gs in branches for s in shapes for kw in configs(s, *JOINED[s], bits, gs, sms)]
+    M = args.m
+    plan = [(bits, gs, s, kw) for bits, gs in branches for s in shapes for kw in configs(s, *JOINED[s], bits, gs, sms, M)]
     print(f"{card}: {len(plan)} configurations, compiling in {args.workers} processes", flush=True)
     ctx = mp.get_context('spawn')
-    procs = [ctx.Process(target=compile_worker, args=(plan[i::args.workers],)) for i in range(args.workers)]
+    procs = [ctx.Process(target=compile_worker, args=(plan[i::args.workers], M)) for i in range(args.workers)]
     for p in procs: p.start()
     for p in procs: p.join()
     print(f"compiled in {time.time() - t0:.0f} s", flush=True)
     bw = copy_bandwidth(dev)
     recs = [dict(card=card, metric='copy_bandwidth', value=bw, unit='GB/s')]
-    path = os.path.join(args.out, f"gemv_launch_sweep_{card.replace(' ', '_')}.json")
+    path = os.path.join(args.out, f"{'gemv' if M <= 2 else 'mma'}_launch_sweep_{card.replace(' ', '_')}.json")
     os.makedirs(args.out, exist_ok=True)
     for bits, gs in branches:
         name = branch_name(bits, gs)
-        layers, xs = setup(bits, gs, dev, 3)
+        layers, xs = setup(bits, gs, dev, 3, M)
         for s in shapes:
             K, N = JOINED[s]
-            floor = gm.gptq_matmul_bytes(K, N, bits, gs, 1) / bw / 1e3
+            floor = gm.gptq_matmul_bytes(K, N, bits, gs, M) / bw / 1e3
             x = xs[K]; ref = gm.gptq_matmul(x, layers[0][s], x_sorted=True)
-            d, _, _ = gm._launch_config(1, N, K, layers[0][s], dev)
+            d, _, _ = gm._launch_config(M, N, K, layers[0][s], dev)
             us0 = graph_time([(lambda p=lay[s]: gm.gptq_matmul(x, p, x_sorted=True)) for lay in layers]) / 3 * 1e3
-            recs.append(dict(card=card, branch=name, shape=s, config='default', launch=dict(num_warps=d['num_warps'], block_n=d['BLOCK_N'],
-                        U=d['U'], split_k=d['SPLIT_K'], even=d['EVEN']), value=us0, unit='us', floor=floor, fraction_of_floor=floor / us0))
+            launch = (dict(num_warps=d['num_warps'], block_n=d['BLOCK_N'], U=d['U'], split_k=d['SPLIT_K'], even=d['EVEN']) if M <= 2 else
+                      dict(num_warps=d['num_warps'], fold=d['FOLD'], split_k=d['SPLIT_K']))
+            recs.append(dict(card=card, branch=name, shape=s, M=M, config='default', launch=launch, value=us0, unit='us', floor=floor,
+                             fraction_of_floor=floor / us0))
             print(f"{name[:16]:<16} {s:<7} default {recs[-1]['launch']} {us0:6.1f} us {floor / us0:4.0%}", flush=True)
             best = (us0, 'default')
-            for kw in configs(s, K, N, bits, gs, sms):
+            for kw in configs(s, K, N, bits, gs, sms, M):
                 if time.time() - t0 > args.deadline: break
                 try:
                     e = relerr(gm.gptq_matmul(x, layers[0][s], x_sorted=True, **kw), ref)
@@ -161,7 +176,7 @@ def main():
                     us = graph_time([(lambda p=lay[s]: gm.gptq_matmul(x, p, x_sorted=True, **kw)) for lay in layers]) / 3 * 1e3
                 except Exception as ex:
                     print(f"{name} {s} {kw}: {type(ex).__name__}: {str(ex).splitlines()[0][:200]}", flush=True); continue
-                recs.append(dict(card=card, branch=name, shape=s, config='sweep', launch=kw, value=us, unit='us', floor=floor,
+                recs.append(dict(card=card, branch=name, shape=s, M=M, config='sweep', launch=kw, value=us, unit='us', floor=floor,
                                  fraction_of_floor=floor / us, relerr_to_default=e))
                 if us < best[0]: best = (us, kw)
             print(f"{name[:16]:<16} {s:<7} best {best[1]} {best[0]:6.1f} us {floor / best[0]:4.0%} (default {us0:.1f})", flush=True)
