@@ -9,8 +9,8 @@ import triton
 import triton.language as tl
 
 # %% auto #0
-__all__ = ['MAX_H', 'TOLS', 'rms_norm_ref', 'rms_norm_residual_ref', 'rms_norm', 'rms_norm_residual', 'rel_err', 'silu_mul_ref',
-           'silu_mul']
+__all__ = ['MAX_H', 'SRC_CHUNKS', 'TOLS', 'rms_norm_ref', 'rms_norm_residual_ref', 'rms_norm', 'rms_norm_residual', 'rel_err',
+           'silu_mul_ref', 'silu_mul']
 
 # %% ../nbs/04b_norm.ipynb #425e3acf
 def rms_norm_ref(x, # [..., H] activations
@@ -34,37 +34,43 @@ def rms_norm_residual_ref(x, # [..., H] a branch's output
 @triton.jit
 def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, s_ptr, # see the docstring
                      H, eps, sx, sr, sy, sh, # width, epsilon, row strides
-                     HAS_RES: tl.constexpr, HAS_SRC: tl.constexpr, BLOCK: tl.constexpr):
-    """RMSNorm of one row per program, optionally after adding the residual.
+                     HAS_RES: tl.constexpr, HAS_SRC: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+    """RMSNorm of one row per program (program ids: row, chunk), optionally after adding the residual.
     x_ptr: [M, H] fp16/bf16/fp32, row stride `sx`, columns contiguous.
     r_ptr: [M, H] same dtype, row stride `sr` (read only when HAS_RES).
     w_ptr: [H] weight, any float dtype, contiguous.
     y_ptr: [M, H] output, row stride `sy`.  h_ptr: [M, H] output x + r, row stride `sh` (HAS_RES only).
     s_ptr: [H] int32, column j of y is normalized column s[j] (HAS_SRC only; a permutation).
+    Each program reads the whole row and writes columns chunk*CHUNK .. of y and h; CHUNK == BLOCK unless HAS_SRC.
     Assumes BLOCK >= H (one block holds a whole row)."""
     row = tl.program_id(0).to(tl.int64)                                  # int64: M*H may pass 2**31
+    c0 = tl.program_id(1) * CHUNK                                        # this program's first output column
     cols = tl.arange(0, BLOCK)                                           # [BLOCK]
     m = cols < H
     x = tl.load(x_ptr + row * sx + cols, mask=m, other=0.0).to(tl.float32)
     if HAS_RES:
         x += tl.load(r_ptr + row * sr + cols, mask=m, other=0.0).to(tl.float32)
         hx = x.to(h_ptr.dtype.element_ty)                                # the stream is stored in its dtype...
-        tl.store(h_ptr + row * sh + cols, hx, mask=m)
+        tl.store(h_ptr + row * sh + cols, hx, mask=m & (cols >= c0) & (cols < c0 + CHUNK))   # its share of the stream
         x = hx.to(tl.float32)                                            # ...and the norm reads that rounded value
     rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / H + eps)               # scalar: 1/rms of the row
     if HAS_SRC:                                                          # permuted, for a GPTQ linear's sorted rows: the inputs
-        src = tl.load(s_ptr + cols, mask=m, other=0)                     # gathered again (from L1), the store stays contiguous
-        x = tl.load(x_ptr + row * sx + src, mask=m, other=0.0).to(tl.float32)
+        c = c0 + tl.arange(0, CHUNK)                                     # [CHUNK] output columns of this program
+        mc = c < H
+        src = tl.load(s_ptr + c, mask=mc, other=0)                       # gathered again (from L1), the store stays contiguous
+        xs = tl.load(x_ptr + row * sx + src, mask=mc, other=0.0).to(tl.float32)
         if HAS_RES:
-            x += tl.load(r_ptr + row * sr + src, mask=m, other=0.0).to(tl.float32)
-            x = x.to(h_ptr.dtype.element_ty).to(tl.float32)              # the same rounded stream value as stored above
+            xs += tl.load(r_ptr + row * sr + src, mask=mc, other=0.0).to(tl.float32)
+            xs = xs.to(h_ptr.dtype.element_ty).to(tl.float32)            # the same rounded stream value as stored above
+        w = tl.load(w_ptr + src, mask=mc, other=0.0).to(tl.float32)
+        tl.store(y_ptr + row * sy + c, (xs * rstd * w).to(y_ptr.dtype.element_ty), mask=mc)
     else:
-        src = cols
-    w = tl.load(w_ptr + src, mask=m, other=0.0).to(tl.float32)
-    tl.store(y_ptr + row * sy + cols, (x * rstd * w).to(y_ptr.dtype.element_ty), mask=m)
+        w = tl.load(w_ptr + cols, mask=m, other=0.0).to(tl.float32)
+        tl.store(y_ptr + row * sy + cols, (x * rstd * w).to(y_ptr.dtype.element_ty), mask=m)
 
 # %% ../nbs/04b_norm.ipynb #363090c0
 MAX_H = 65536  # widest row one program holds
+SRC_CHUNKS = 1  # programs per row of a permuted (src) norm, unless the call says; see below
 
 def _rows(x, H:int):
     "`x` as [M, H] with contiguous columns (a view when possible)."
@@ -77,7 +83,7 @@ def _check_norm(x, weight):
     if x.shape[-1] > MAX_H: raise ValueError(f"rows of {x.shape[-1]} > {MAX_H} values are not supported")
     if x.device != weight.device: raise ValueError(f"x on {x.device}, weight on {weight.device}")
 
-def _norm_launch(x, r, weight, eps, h, src=None):
+def _norm_launch(x, r, weight, eps, h, src=None, chunks=None):
     H = x.shape[-1]
     x2 = _rows(x, H)                                                     # [M, H]
     r2 = x2 if r is None else _rows(r, H)                                # [M, H]
@@ -86,32 +92,35 @@ def _norm_launch(x, r, weight, eps, h, src=None):
     BLOCK = triton.next_power_of_2(H)
     if src is not None and (src.shape != (H,) or src.dtype != torch.int32 or src.device != x.device):
         raise ValueError(f"src must be an int32 [{H}] tensor on {x.device}")
-    _rms_norm_kernel[(x2.shape[0],)](x2, r2, weight, y, h2, y if src is None else src, H, eps, x2.stride(0), r2.stride(0),
-                                     y.stride(0), h2.stride(0), HAS_RES=r is not None, HAS_SRC=src is not None, BLOCK=BLOCK,
-                                     num_warps=min(16, max(1, BLOCK // 512)))
+    P = 1 if src is None else min(BLOCK, triton.next_power_of_2(chunks or SRC_CHUNKS))   # programs per row
+    _rms_norm_kernel[(x2.shape[0], P)](x2, r2, weight, y, h2, y if src is None else src, H, eps, x2.stride(0), r2.stride(0),
+                                       y.stride(0), h2.stride(0), HAS_RES=r is not None, HAS_SRC=src is not None, BLOCK=BLOCK,
+                                       CHUNK=BLOCK // P, num_warps=min(16, max(1, BLOCK // 512)))
     return y.view(x.shape)
 
 def rms_norm(x, # [..., H] activations
              weight, # [H] learned scale
              eps:float, # added to the mean square
              src=None, # int32 [H] or None: column j of the result is normalized column src[j]
+             chunks:int|None=None, # with src: programs per row, each gathering a share of the columns (default SRC_CHUNKS)
             ): # [..., H] in x's dtype
     "RMSNorm over the last dim in one Triton kernel (fp32 inside); drop-in for `model.rms_norm`."
     _check_norm(x, weight)
-    return _norm_launch(x, None, weight, eps, None, src)
+    return _norm_launch(x, None, weight, eps, None, src, chunks)
 
 def rms_norm_residual(x, # [..., H] a branch's output
                       residual, # [..., H] the residual stream, same dtype
                       weight, # [H]
                       eps:float,
                       src=None, # int32 [H] or None: column j of the normed output is normalized column src[j]
+                      chunks:int|None=None, # with src: programs per row (default SRC_CHUNKS)
                      ): # (normed [..., H], new residual h = x + residual [..., H])
     "The residual add and the next RMSNorm in one pass: read `x` and `residual` once, write both outputs once."
     _check_norm(x, weight)
     if residual.shape != x.shape or residual.dtype != x.dtype:
         raise ValueError(f"residual {tuple(residual.shape)} {residual.dtype} must match x {tuple(x.shape)} {x.dtype}")
     h = torch.empty((x.numel() // x.shape[-1], x.shape[-1]), dtype=x.dtype, device=x.device)  # [M, H]
-    return _norm_launch(x, residual, weight, eps, h, src), h.view(x.shape)
+    return _norm_launch(x, residual, weight, eps, h, src, chunks), h.view(x.shape)
 
 # %% ../nbs/04b_norm.ipynb #7e35d63c
 def rel_err(a, b): # the kernel's output, the fp32 reference
