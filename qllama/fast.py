@@ -8,7 +8,7 @@ import types, dataclasses
 import torch
 from .gptq import QuantLinear
 from .model import Llama, Attention, MLP, Block, RMSNorm
-from .gptq_matmul import GPTQPacked, prepare, gptq_matmul, concat, _pack_nibbles
+from .gptq_matmul import takes_swiglu, GPTQPacked, prepare, gptq_matmul, concat, _pack_nibbles
 from .norm_kernels import rms_norm, rms_norm_residual, silu_mul
 from .rope_kernels import rope
 from .attention_kernels import attention
@@ -38,6 +38,9 @@ def _rms_norm_forward(self:RMSNorm, x): return rms_norm(x, self.weight, self.eps
 def _mlp_forward(self:MLP, x): # [B, T, H], in gate/up's sorted order when `_x_sorted`
     if self._gate_up is not None:
         gu = gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted)      # [B, T, 2I]: gate then up
+        d = self.down_proj.packed
+        if self._swiglu_copy and (self._down_sorted or d.perm is None) and takes_swiglu(gu.numel() // gu.shape[-1], d, gu.device):
+            return gptq_matmul(gu, d, x_sorted=True, swiglu=True)      # silu(gate) * up made by down's copy of its input
         y = silu_mul(gu)                                                 # [B, T, I]
     else:
         y = silu_mul(self.gate_proj(x), self.up_proj(x))
@@ -91,7 +94,7 @@ def _src(p:GPTQPacked|None):
     "int32 [in]: the column a norm must write at j so that its output is in `p`'s sorted order (None: as is)."
     return None if p is None else p.perm
 
-def _join(block:Block, attn_out_sorted:bool=False):
+def _join(block:Block, attn_out_sorted:bool=False, swiglu_in_copy:bool=False):
     "One launch for q/k/v and one for gate/up where their act-order agrees; norms and gate/up write sorted outputs."
     at, mlp = block.self_attn, block.mlp
     P = at.o_proj.packed.perm                                           # attention can write o's input in this order
@@ -106,13 +109,15 @@ def _join(block:Block, attn_out_sorted:bool=False):
         g.packed, u.packed = _permute_out(g.packed, d.packed.perm), _permute_out(u.packed, d.packed.perm)
     mlp._gate_up = concat([g.packed, u.packed]) if _same_perm([g.packed, u.packed]) else None
     mlp._x_sorted = mlp._gate_up is not None and mlp._gate_up.perm is not None
+    mlp._swiglu_copy = swiglu_in_copy and mlp._gate_up is not None
     block._src_mlp = _src(mlp._gate_up)
     for l in (lin if at._qkv is not None else ()) + ((g, u) if mlp._gate_up is not None else ()):
         l.packed = None                                                 # now held by the joined linear
 
 def use_kernels(model:Llama,
                 free_packed:bool=True,      # drop AutoGPTQ's layout once repacked
-                attn_out_sorted:bool=False  # act-order `o`: attention writes its output in o's sorted order (no gather launch)
+                attn_out_sorted:bool=False, # act-order `o`: attention writes its output in o's sorted order (no gather launch)
+                swiglu_in_copy:bool=False   # 3-16 rows: down's copy of its input makes silu(gate) * up (no `silu_mul` launch)
                ) -> Llama:
     "Run `model` on the Triton kernels."
     if (why := kernel_support(model)) is not None: raise ValueError(f"kernels not available: {why}")
@@ -127,10 +132,10 @@ def use_kernels(model:Llama,
             if isinstance(m, Attention): object.__setattr__(m, '_rotary', model.model.rotary_emb)  # not a submodule
             m.forward = types.MethodType(_FORWARDS[type(m)], m)
     for b in model.model.layers:
-        if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted)
+        if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted, swiglu_in_copy)
         else:
             b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = b.self_attn._o_inv = None
-            b.self_attn._x_sorted = b.mlp._x_sorted = b.mlp._down_sorted = False
+            b.self_attn._x_sorted = b.mlp._x_sorted = b.mlp._down_sorted = b.mlp._swiglu_copy = False
     model.kernels = True
     return model
 

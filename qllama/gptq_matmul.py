@@ -14,7 +14,7 @@ from .gptq import unpack_rows, unpack_cols, dequantize
 
 # %% auto #0
 __all__ = ['gptq_matmul_bytes', 'gptq_matmul_ref', 'group_order', 'GPTQPacked', 'prepare', 'concat', 'dequantize_sorted',
-           'gptq_matmul']
+           'takes_swiglu', 'gptq_matmul']
 
 # %% ../nbs/04_gptq_matmul.ipynb #1ff0d2f3
 def gptq_matmul_bytes(in_features:int,  # rows of W
@@ -635,11 +635,13 @@ def _tile_words(r0, r1, r2, r3):
     return a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3
 
 @triton.jit
-def _xa_kernel(x_ptr, perm_ptr, xa_ptr, M, P, n_units, n_pad, stride_xm, GATHER: tl.constexpr, BLOCK: tl.constexpr):
+def _xa_kernel(x_ptr, perm_ptr, xa_ptr, M, P, n_units, n_pad, stride_xm, GATHER: tl.constexpr, BLOCK: tl.constexpr,
+               SWIGLU: tl.constexpr = False):
     """xa[t, b, s, g, j, w] = x[16t + g + 8(w % 2), pair 16(4b + j) + 2s + w // 2], zero past row M, pair P or unit
     n_units, for BLOCK flat indices of 16-row tile t (program ids: t, block). GATHER: pair p of a row is
-    (x[row, perm[2p]], x[row, perm[2p + 1]]), the row in sorted order.
-    x_ptr int32 [M, P] activation pairs, or with GATHER fp16 [M, 2P] (row stride stride_xm); perm_ptr int32 [2P]
+    (x[row, perm[2p]], x[row, perm[2p + 1]]), the row in sorted order. SWIGLU: x holds [gate | up] and element k of
+    a row is silu(gate[k]) * up[k], as `silu_mul` computes it (fp32, rounded to fp16).
+    x_ptr int32 [M, P] activation pairs, or with GATHER fp16 [M, 2P], with SWIGLU fp16 [M, 4P] (row stride stride_xm); perm_ptr int32 [2P]
     (GATHER only); xa_ptr int32 [tiles, n_pad / 4, 8, 8, 4, 4]."""
     t = tl.program_id(0)
     i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -648,7 +650,14 @@ def _xa_kernel(x_ptr, perm_ptr, xa_ptr, M, P, n_units, n_pad, stride_xm, GATHER:
     row = 16 * t + g + 8 * (w % 2)
     pair = 16 * u + 2 * s + w // 2
     ok = (row < M) & (pair < P) & (u < n_units)
-    if GATHER:
+    if SWIGLU:                                                           # gate at 2 * pair (+1), up 2P columns further
+        e = x_ptr + row * stride_xm + 2 * pair
+        g0 = tl.load(e, mask=ok, other=0.0).to(tl.float32); g1 = tl.load(e + 1, mask=ok, other=0.0).to(tl.float32)
+        u0 = tl.load(e + 2 * P, mask=ok, other=0.0).to(tl.float32); u1 = tl.load(e + 2 * P + 1, mask=ok, other=0.0).to(tl.float32)
+        lo = (g0 * tl.sigmoid(g0) * u0).to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+        hi = (g1 * tl.sigmoid(g1) * u1).to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32)
+        v = lo | (hi << 16)
+    elif GATHER:
         k0 = tl.load(perm_ptr + 2 * pair, mask=ok, other=0); k1 = tl.load(perm_ptr + 2 * pair + 1, mask=ok, other=0)
         lo = tl.load(x_ptr + row * stride_xm + k0, mask=ok, other=0.0).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
         hi = tl.load(x_ptr + row * stride_xm + k1, mask=ok, other=0.0).to(tl.int16, bitcast=True).to(tl.int32)
@@ -657,17 +666,19 @@ def _xa_kernel(x_ptr, perm_ptr, xa_ptr, M, P, n_units, n_pad, stride_xm, GATHER:
         v = tl.load(x_ptr + row * stride_xm + pair, mask=ok, other=0)
     tl.store(xa_ptr + t * (n_pad * 256) + i, v, mask=i < n_pad * 256)
 
-def _xa_copy(x:torch.Tensor,     # fp16 [M, K], K even; rows 4-byte aligned unless `perm` is given
+def _xa_copy(x:torch.Tensor,     # fp16 [M, K], K even; rows 4-byte aligned unless `perm` is given; [M, 2K] with swiglu
              n_pad:int,          # units to lay out (a multiple of 4, at least every unit a launch reads)
-             perm:torch.Tensor|None=None # int32 [K]: copy x[:, perm] instead (act-order x not yet sorted)
+             perm:torch.Tensor|None=None, # int32 [K]: copy x[:, perm] instead (act-order x not yet sorted)
+             swiglu:bool=False   # x holds [gate | up]: copy silu(gate) * up
             ) -> torch.Tensor:   # int32 [cdiv(M, 16) * n_pad * 256]
-    "`x` (or `x[:, perm]`) in the fragment kernel's A-fragment order (`_xa_kernel`), one launch."
-    M, K = x.shape
-    src = x if perm is not None else x.view(torch.int32)                  # elements to gather, or pairs to move
+    "`x` (or `x[:, perm]`, or SwiGLU of x) in the fragment kernel's A-fragment order (`_xa_kernel`), one launch."
+    if swiglu and perm is not None: raise ValueError("swiglu takes x in sorted order (no perm)")
+    M, K = x.shape[0], x.shape[1] // (2 if swiglu else 1)
+    src = x if perm is not None or swiglu else x.view(torch.int32)       # elements to gather or combine, or pairs to move
     tiles = -(-M // 16)
     xa = torch.empty(tiles * n_pad * 256, dtype=torch.int32, device=x.device)
     _xa_kernel[(tiles, -(-n_pad * 256 // 1024))](src, xa if perm is None else perm, xa, M, K // 2, -(-K // 32), n_pad,
-                                                 src.stride(0), GATHER=perm is not None, BLOCK=1024, num_warps=4)
+                                                 src.stride(0), GATHER=perm is not None, BLOCK=1024, SWIGLU=swiglu, num_warps=4)
     return xa
 
 @triton.jit
@@ -969,23 +980,35 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
                 EVEN=ev, FOLD=kernel == 'mma' and fold), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
-def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
+def _kernel_config(M, N, K, p:GPTQPacked, device, launch:dict):
+    "`_launch_config`, with the fragment kernel's fallback to `tl.dot` on a GPU when `N` or `K` would break its 16-byte loads."
+    cfg, tiles, upg = _launch_config(M, N, K, p, device, **launch)
+    if cfg['KIND'] == 'mma' and _asm_ok(device) and (N % 16 or K % 32):
+        cfg, tiles, upg = _launch_config(M, N, K, p, device, **{**launch, 'kernel': 'dot'})
+    return cfg, tiles, upg
+
+def takes_swiglu(M:int, p:GPTQPacked, device, **launch) -> bool:
+    "Whether `gptq_matmul(x, p, swiglu=True)` runs for `M` rows: the fragment kernel makes silu(gate) * up as it copies x."
+    return _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]['KIND'] == 'mma'
+
+def gptq_matmul(x:torch.Tensor,      # fp16 [..., in] ([..., 2 in] with swiglu)
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
+                swiglu:bool=False,   # x holds [gate | up] in sorted order; multiply silu(gate) * up (only where `takes_swiglu`)
                 **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold: override the launch
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`: one Triton launch (two for 3 to 16 rows, or act-order and unsorted x)."
     K, N = p.in_features, p.out_features
-    if x.shape[-1] != K: raise ValueError(f"x has {x.shape[-1]} features, the layer expects {K}")
+    if x.shape[-1] != K * (2 if swiglu else 1): raise ValueError(f"x has {x.shape[-1]} features, the layer expects {K}{' x 2 (swiglu)' if swiglu else ''}")
     if x.dtype != torch.float16: raise ValueError(f"gptq_matmul takes fp16 activations, got {x.dtype}")
     if x.device != p.qweight.device: raise ValueError(f"x is on {x.device}, the weights on {p.qweight.device}")
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, K)                                                  # [M, in]
+    x2 = x.reshape(-1, x.shape[-1])                                        # [M, in] ([M, 2 in] with swiglu)
     M = x2.shape[0]
-    cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **launch)
-    if cfg['KIND'] == 'mma' and _asm_ok(x.device) and (N % 16 or K % 32):
-        cfg, tiles, upg = _launch_config(M, N, K, p, x.device, **{**launch, 'kernel': 'dot'})   # its lane layout needs 16-byte word loads
+    cfg, tiles, upg = _kernel_config(M, N, K, p, x.device, launch)
     perm = p.perm if p.perm is not None and not x_sorted else None         # x still to be put in sorted row order
+    if swiglu and (cfg['KIND'] != 'mma' or perm is not None):
+        raise ValueError("swiglu is made by the fragment kernel's copy of x (3-16 rows, x sorted): see takes_swiglu")
     if perm is not None and cfg['KIND'] == 'mma':                          # the A-fragment copy gathers as it copies
         if x2.stride(-1) != 1: x2 = x2.contiguous()
     else:
@@ -1009,7 +1032,7 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in]
     common = (p.qweight, p.zeros, p.scales, bias, y, part, cnt, M, N, K, -(-K // 32), p.scales.shape[0])
     if cfg['KIND'] == 'mma':
         n_pad = (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4                    # the units the splits and their last prefetch read
-        xa = _xa_copy(x2, n_pad, perm)                                     # x in A-fragment order (sorted): one small launch
+        xa = _xa_copy(x2, n_pad, perm, swiglu)                             # x in A-fragment order (sorted): one small launch
         _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
             xa, *common, n_pad, y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), NW=cfg['num_warps'],

@@ -1,15 +1,19 @@
-"""A/B of two act-order decode options on the whole random 70B, in one process, both off by default until timed:
+"""A/B of three decode options on the whole random 70B, in one process, all off by default until timed:
 
 - `attn`: `use_kernels(..., attn_out_sorted=True)`: attention's merge writes its output straight into `o`'s sorted
   order, so at batch 1-2 `o` needs no gather launch of its own (from 3 rows the fragment kernel's copy gathers anyway);
-- `chunks`: `norm_kernels.SRC_CHUNKS = 8`: a permuted norm spreads its gathered loads over 8 programs per row.
+- `chunks`: `norm_kernels.SRC_CHUNKS = 8`: a permuted norm spreads its gathered loads over 8 programs per row;
+- `swiglu`: `use_kernels(..., swiglu_in_copy=True)`: from 3 to 16 rows `down`'s copy of its input makes
+  silu(gate) * up (no `silu_mul` launch); batch 16 only.
 
-Per grouped branch (without groups nothing is permuted and nothing changes) the same model is decoded from CUDA
-graphs under `base`, `attn`, `chunks`, `both`, that cycle repeated `--reps` times (only `Attention._o_inv` and the
-module constant change; each measurement captures new graphs), batch 1 at context 128 and batch 16; one eager
-decode step under each gives the same logits bit for bit (checked).
+Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `all`, that cycle
+repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy` and the module constant change; each
+measurement captures new graphs), batch 1 at context 128 and batch 16; one eager decode step of 4 rows under each
+gives the same logits bit for bit (checked). Without groups (`main`, 3-bit no group) `attn` and `chunks` change
+nothing.
 
     PYTHONPATH=. python bench/proto/decode_ab.py --out $OUT [--branches gptq-4bit-128g-actorder_True,...]
+    TRITON_INTERPRET=1 PYTHONPATH=. python bench/proto/decode_ab.py --smoke    # CPU: a tiny model, the logits check only
 """
 import argparse, gc, json, os, statistics
 import torch
@@ -19,28 +23,40 @@ from qllama.fast import use_kernels
 from qllama.generate import decode_step
 from qllama.model import KVCache
 
-VARIANTS = ('base', 'attn', 'chunks', 'both')
-GROUPED = 'gptq-4bit-128g-actorder_True,gptq-4bit-32g-actorder_True,gptq-3bit-128g-actorder_True,gptq-3bit-32g-actorder_True'
+VARIANTS = ('base', 'attn', 'chunks', 'swiglu', 'all')
+BRANCHES = 'main,gptq-4bit-128g-actorder_True,gptq-4bit-32g-actorder_True,gptq-3bit-128g-actorder_True,gptq-3bit-32g-actorder_True'
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--out', default=os.environ.get('OUT', 'bench/results'))
-    ap.add_argument('--branches', default=GROUPED)
+    ap.add_argument('--branches', default=BRANCHES)
     ap.add_argument('--reps', type=int, default=2, help='cycles through the variants per branch')
+    ap.add_argument('--smoke', action='store_true', help='on the CPU: a tiny model, logits compared, nothing timed')
     args = ap.parse_args()
-    dev = torch.device('cuda'); card = torch.cuda.get_device_name(dev)
-    bw = copy_bandwidth(dev); out = [dict(card=card, metric='copy_bandwidth', value=bw, unit='GB/s')]
+    dev = torch.device('cpu' if args.smoke else 'cuda')
+    card = 'CPU smoke' if args.smoke else torch.cuda.get_device_name(dev)
+    bw = 1.0 if args.smoke else copy_bandwidth(dev)
+    out = [dict(card=card, metric='copy_bandwidth', value=bw, unit='GB/s')]
+    tiny = None
+    if args.smoke:
+        from qllama.config import LlamaConfig
+        from qllama.load import tiny_config
+        tiny = LlamaConfig.from_dict(tiny_config(vocab_size=128, hidden_size=256, intermediate_size=512))
     print(f"{card}: copy {bw:.0f} GB/s", flush=True)
     for b in args.branches.split(','):
-        m = use_kernels(build_model(b))
+        m = use_kernels(build_model(b, tiny, device=dev))
         layers = m.model.layers
-        inv = [torch.argsort(l.self_attn.o_proj.packed.perm.long()).int() for l in layers]
+        perms = [l.self_attn.o_proj.packed.perm for l in layers]
+        inv = [None if P is None else torch.argsort(P.long()).int() for P in perms]
         def mode(v):
-            for l, i in zip(layers, inv): l.self_attn._o_inv = i if v in ('attn', 'both') else None
-            norm_kernels.SRC_CHUNKS = 8 if v in ('chunks', 'both') else 1
+            for l, i in zip(layers, inv):
+                l.self_attn._o_inv = i if v in ('attn', 'all') else None
+                l.mlp._swiglu_copy = v in ('swiglu', 'all') and l.mlp._gate_up is not None
+            norm_kernels.SRC_CHUNKS = 8 if v in ('chunks', 'all') else 1
         cfg = m.config.llama
-        c = KVCache(cfg, 1, 128, torch.float16, dev)
-        tok, pos, slot = torch.tensor([17], device=dev), torch.tensor([127], device=dev), torch.tensor([0], device=dev)
+        c = KVCache(cfg, 4, 128, torch.float16, dev)                    # 4 rows: the fragment kernel, so swiglu is used
+        tok, slot = torch.tensor([17, 3, 99, 5], device=dev), torch.arange(4, device=dev)
+        pos = torch.tensor([127, 100, 64, 7], device=dev)
         with torch.inference_mode():
             c.k.normal_(); c.v.normal_()
             logits = {}
@@ -48,6 +64,8 @@ def main():
         same = all(torch.equal(logits[v], logits['base']) for v in VARIANTS)
         del c
         runs = {v: [] for v in VARIANTS}
+        if args.smoke:
+            print(f"{b}: logits equal under every variant: {same}"); assert same; continue
         for _ in range(args.reps):
             for on_ in VARIANTS:
                 mode(on_)
@@ -65,6 +83,7 @@ def main():
             line.append(f"{v} {b1:.2f}/{b16:.2f}")
         print(f"{b:<30} b1/b16 step ms: {', '.join(line)}; logits equal {same}", flush=True)
         del m, layers; gc.collect(); torch.cuda.empty_cache()
+    if args.smoke: return
     os.makedirs(args.out, exist_ok=True)
     open(os.path.join(args.out, f"decode_ab_{card.replace(' ', '_')}.json"), 'w').write(json.dumps(out, indent=1))
 
