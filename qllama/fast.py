@@ -5,6 +5,7 @@
 # %% ../nbs/10a_fast.ipynb #e6e46837
 from __future__ import annotations
 import types, dataclasses
+from typing import NamedTuple
 import torch
 from .gptq import QuantLinear
 from .model import Llama, Attention, MLP, Block, RMSNorm
@@ -33,7 +34,16 @@ def kernel_support(model:Llama) -> str|None:
 def _quant_linear_forward(self:QuantLinear, x): # [..., in] fp16
     return gptq_matmul(x, self.packed)          # [..., out]
 
-def _rms_norm_forward(self:RMSNorm, x): return rms_norm(x, self.weight, self.eps)
+class _Pending(NamedTuple):
+    "A block's output not yet added up, x + m: the next norm adds it as it reads (`rms_norm_residual`)."
+    x: torch.Tensor  # [B, T, H] the residual stream
+    m: torch.Tensor  # [B, T, H] the MLP's output
+
+def _norm_in(n:RMSNorm, x, src=None): # (normed, stream): the norm of x, or of x.x + x.m in one pass
+    if isinstance(x, _Pending): return rms_norm_residual(x.m, x.x, n.weight, n.eps, src)
+    return rms_norm(x, n.weight, n.eps, src), x
+
+def _rms_norm_forward(self:RMSNorm, x): return _norm_in(self, x)[0]
 
 def _mlp_forward(self:MLP, x): # [B, T, H], in gate/up's sorted order when `_x_sorted`
     if self._gate_up is not None:
@@ -47,11 +57,12 @@ def _mlp_forward(self:MLP, x): # [B, T, H], in gate/up's sorted order when `_x_s
     if self._down_sorted: return gptq_matmul(y, self.down_proj.packed, x_sorted=True)   # y is already in down's order
     return self.down_proj(y)
 
-def _block_forward(self:Block, x, cos, sin, mask=None, cache=None, positions=None, slots=None): # x: [B, T, H]
-    n = self.input_layernorm
-    a = self.self_attn(rms_norm(x, n.weight, n.eps, self._src_attn), cos, sin, mask, cache, positions, slots)
+def _block_forward(self:Block, x, cos, sin, mask=None, cache=None, positions=None, slots=None): # x: [B, T, H] or _Pending
+    xn, x = _norm_in(self.input_layernorm, x, self._src_attn)          # (with the last block's MLP added first)
+    a = self.self_attn(xn, cos, sin, mask, cache, positions, slots)
     n = self.post_attention_layernorm
     h, x = rms_norm_residual(a, x, n.weight, n.eps, self._src_mlp)   # x <- x + a, h <- norm(x), one pass
+    if self._add_later: return _Pending(x, self.mlp(h))               # the next norm adds it
     return x + self.mlp(h)
 
 # %% ../nbs/10a_fast.ipynb #54bbc6c0
@@ -117,7 +128,8 @@ def _join(block:Block, attn_out_sorted:bool=False, swiglu_in_copy:bool=False):
 def use_kernels(model:Llama,
                 free_packed:bool=True,      # drop AutoGPTQ's layout once repacked
                 attn_out_sorted:bool=False, # act-order `o`: attention writes its output in o's sorted order (no gather launch)
-                swiglu_in_copy:bool=False   # 3-16 rows: down's copy of its input makes silu(gate) * up (no `silu_mul` launch)
+                swiglu_in_copy:bool=False,  # 3-16 rows: down's copy of its input makes silu(gate) * up (no `silu_mul` launch)
+                add_in_norm:bool=False      # each block's last residual add done by the next norm (no add launch)
                ) -> Llama:
     "Run `model` on the Triton kernels."
     if (why := kernel_support(model)) is not None: raise ValueError(f"kernels not available: {why}")
@@ -132,6 +144,7 @@ def use_kernels(model:Llama,
             if isinstance(m, Attention): object.__setattr__(m, '_rotary', model.model.rotary_emb)  # not a submodule
             m.forward = types.MethodType(_FORWARDS[type(m)], m)
     for b in model.model.layers:
+        b._add_later = add_in_norm
         if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted, swiglu_in_copy)
         else:
             b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = b.self_attn._o_inv = None
