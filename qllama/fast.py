@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from .gptq import QuantLinear
 from .model import Llama, Attention, MLP, Block, RMSNorm
-from .gptq_matmul import takes_swiglu, GPTQPacked, prepare, gptq_matmul, concat, _pack_nibbles
+from .gptq_matmul import takes_swiglu, xa_layout, xa_buffer, GPTQPacked, prepare, gptq_matmul, concat, _pack_nibbles
 from .norm_kernels import rms_norm, rms_norm_residual, silu_mul
 from .rope_kernels import rope
 from .attention_kernels import attention
@@ -39,9 +39,16 @@ class _Pending(NamedTuple):
     x: torch.Tensor  # [B, T, H] the residual stream
     m: torch.Tensor  # [B, T, H] the MLP's output
 
-def _norm_in(n:RMSNorm, x, src=None): # (normed, stream): the norm of x, or of x.x + x.m in one pass
-    if isinstance(x, _Pending): return rms_norm_residual(x.m, x.x, n.weight, n.eps, src)
-    return rms_norm(x, n.weight, n.eps, src), x
+def _norm_in(n:RMSNorm, x, src=None, xa=None): # (normed, stream): the norm of x, or of x.x + x.m in one pass
+    if isinstance(x, _Pending): return rms_norm_residual(x.m, x.x, n.weight, n.eps, src, xa=xa)
+    return rms_norm(x, n.weight, n.eps, src, xa=xa), x
+
+def _xa_for(block:Block, p:GPTQPacked|None, x): # (buffer, n_pad) when the norm can write p's input in fragment order
+    if not block._xa_norm or p is None: return None
+    t = x.x if isinstance(x, _Pending) else x
+    M, K = t.numel() // t.shape[-1], t.shape[-1]
+    n_pad = xa_layout(M, p, t.device)
+    return None if n_pad is None else (xa_buffer(M, K, n_pad, t.device), n_pad)
 
 def _rms_norm_forward(self:RMSNorm, x): return _norm_in(self, x)[0]
 
@@ -58,10 +65,10 @@ def _mlp_forward(self:MLP, x): # [B, T, H], in gate/up's sorted order when `_x_s
     return self.down_proj(y)
 
 def _block_forward(self:Block, x, cos, sin, mask=None, cache=None, positions=None, slots=None): # x: [B, T, H] or _Pending
-    xn, x = _norm_in(self.input_layernorm, x, self._src_attn)          # (with the last block's MLP added first)
+    xn, x = _norm_in(self.input_layernorm, x, self._src_attn, _xa_for(self, self.self_attn._qkv, x))   # (the last MLP added first)
     a = self.self_attn(xn, cos, sin, mask, cache, positions, slots)
     n = self.post_attention_layernorm
-    h, x = rms_norm_residual(a, x, n.weight, n.eps, self._src_mlp)   # x <- x + a, h <- norm(x), one pass
+    h, x = rms_norm_residual(a, x, n.weight, n.eps, self._src_mlp, xa=_xa_for(self, self.mlp._gate_up, x))   # x <- x + a, h <- norm(x)
     if self._add_later: return _Pending(x, self.mlp(h))               # the next norm adds it
     return x + self.mlp(h)
 
@@ -129,7 +136,8 @@ def use_kernels(model:Llama,
                 free_packed:bool=True,      # drop AutoGPTQ's layout once repacked
                 attn_out_sorted:bool=False, # act-order `o`: attention writes its output in o's sorted order (no gather launch)
                 swiglu_in_copy:bool=False,  # 3-16 rows: down's copy of its input makes silu(gate) * up (no `silu_mul` launch)
-                add_in_norm:bool=False      # each block's last residual add done by the next norm (no add launch)
+                add_in_norm:bool=False,     # each block's last residual add done by the next norm (no add launch)
+                xa_norm:bool=False          # 3-16 rows: the norms write q/k/v's and gate/up's input in fragment order (no copy launch)
                ) -> Llama:
     "Run `model` on the Triton kernels."
     if (why := kernel_support(model)) is not None: raise ValueError(f"kernels not available: {why}")
@@ -144,7 +152,7 @@ def use_kernels(model:Llama,
             if isinstance(m, Attention): object.__setattr__(m, '_rotary', model.model.rotary_emb)  # not a submodule
             m.forward = types.MethodType(_FORWARDS[type(m)], m)
     for b in model.model.layers:
-        b._add_later = add_in_norm
+        b._add_later, b._xa_norm = add_in_norm, xa_norm
         if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted, swiglu_in_copy)
         else:
             b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = b.self_attn._o_inv = None

@@ -13,8 +13,8 @@ import numpy as np
 from .gptq import unpack_rows, unpack_cols, dequantize
 
 # %% auto #0
-__all__ = ['gptq_matmul_bytes', 'gptq_matmul_ref', 'group_order', 'GPTQPacked', 'prepare', 'concat', 'dequantize_sorted',
-           'takes_swiglu', 'gptq_matmul']
+__all__ = ['gptq_matmul_bytes', 'gptq_matmul_ref', 'group_order', 'GPTQPacked', 'prepare', 'concat', 'xa_offset', 'FragmentX',
+           'xa_buffer', 'dequantize_sorted', 'xa_layout', 'takes_swiglu', 'gptq_matmul']
 
 # %% ../nbs/04_gptq_matmul.ipynb #1ff0d2f3
 def gptq_matmul_bytes(in_features:int,  # rows of W
@@ -682,6 +682,31 @@ def _xa_copy(x:torch.Tensor,     # fp16 [M, K], K even; rows 4-byte aligned unle
     return xa
 
 @triton.jit
+def xa_offset(row, k, n_pad):
+    "Where fp16 element `k` (sorted order) of row `row` sits in an `xa` buffer of `n_pad` units (`_xa_kernel`'s order)."
+    pair = k // 2; r = row % 16; u = pair // 16; q = pair % 16
+    word = (row // 16) * (n_pad * 256) + (u // 4) * 1024 + (q // 2) * 128 + (r % 8) * 16 + (u % 4) * 4 + 2 * (q % 2) + r // 8
+    return 2 * word + k % 2
+
+@dataclass
+class FragmentX:
+    "Activations a producer (a norm) already wrote in the fragment kernel's A order, for `gptq_matmul` instead of `x`."
+    xa: torch.Tensor   # int32 [cdiv(M, 16) * n_pad * 256], from `xa_buffer`
+    shape: tuple       # the activations' shape, [..., K]
+    n_pad: int         # units laid out (`xa_layout`)
+    dtype = torch.float16
+    @property
+    def device(self): return self.xa.device
+
+_XA = {}
+
+def xa_buffer(M:int, K:int, n_pad:int, device) -> torch.Tensor: # int32 [cdiv(M, 16) * n_pad * 256], zeros where not written
+    "The `xa` buffer for M rows of K, one per shape and kept: producers write only real rows and columns, the padding stays zero."
+    key = (torch.device(device), -(-M // 16), K, n_pad)
+    if key not in _XA: _XA[key] = torch.zeros(key[1] * n_pad * 256, dtype=torch.int32, device=device)
+    return _XA[key]
+
+@triton.jit
 def _xa8(xb, u):
     "The 8 A-fragment quads [L, 4] (one per k16 step) of the lane's unit `u`; `xb` is its tile's `xa` plus 4 * lane."
     p = xb[:, None] + ((u // 4) * 1024)[:, None] + tl.arange(0, 4)[None, :]   # [L, 4]: 32 lanes x 16 bytes, contiguous
@@ -987,11 +1012,16 @@ def _kernel_config(M, N, K, p:GPTQPacked, device, launch:dict):
         cfg, tiles, upg = _launch_config(M, N, K, p, device, **{**launch, 'kernel': 'dot'})
     return cfg, tiles, upg
 
+def xa_layout(M:int, p:GPTQPacked, device, **launch) -> int|None:
+    "The units `n_pad` of the `xa` buffer that `gptq_matmul` reads for M rows, or None where it runs no fragment kernel."
+    cfg = _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]
+    return (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4 if cfg['KIND'] == 'mma' else None
+
 def takes_swiglu(M:int, p:GPTQPacked, device, **launch) -> bool:
     "Whether `gptq_matmul(x, p, swiglu=True)` runs for `M` rows: the fragment kernel makes silu(gate) * up as it copies x."
     return _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]['KIND'] == 'mma'
 
-def gptq_matmul(x:torch.Tensor,      # fp16 [..., in] ([..., 2 in] with swiglu)
+def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swiglu), or x already in fragment order
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
                 swiglu:bool=False,   # x holds [gate | up] in sorted order; multiply silu(gate) * up (only where `takes_swiglu`)
@@ -1003,15 +1033,20 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in] ([..., 2 in] with swiglu)
     if x.dtype != torch.float16: raise ValueError(f"gptq_matmul takes fp16 activations, got {x.dtype}")
     if x.device != p.qweight.device: raise ValueError(f"x is on {x.device}, the weights on {p.qweight.device}")
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1])                                        # [M, in] ([M, 2 in] with swiglu)
-    M = x2.shape[0]
+    M = math.prod(lead)
     cfg, tiles, upg = _kernel_config(M, N, K, p, x.device, launch)
     perm = p.perm if p.perm is not None and not x_sorted else None         # x still to be put in sorted row order
     if swiglu and (cfg['KIND'] != 'mma' or perm is not None):
         raise ValueError("swiglu is made by the fragment kernel's copy of x (3-16 rows, x sorted): see takes_swiglu")
-    if perm is not None and cfg['KIND'] == 'mma':                          # the A-fragment copy gathers as it copies
+    fx = x if isinstance(x, FragmentX) else None
+    if fx is not None:                                                     # a producer wrote x in fragment order already
+        if swiglu or perm is not None or cfg['KIND'] != 'mma' or fx.n_pad != (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4:
+            raise ValueError("a FragmentX must be sorted and laid out as xa_layout says for this call")
+    elif perm is not None and cfg['KIND'] == 'mma':                        # the A-fragment copy gathers as it copies
+        x2 = x.reshape(-1, x.shape[-1])                                    # [M, in]
         if x2.stride(-1) != 1: x2 = x2.contiguous()
     else:
+        x2 = x.reshape(-1, x.shape[-1])                                    # [M, in] ([M, 2 in] with swiglu)
         if perm is not None: x2 = _gather(x2, perm)                        # x[:, perm]: sorted row order
         perm = None
         if x2.stride(-1) != 1 or x2.stride(0) % 2 or x2.data_ptr() % 4: x2 = x2.clone(memory_format=torch.contiguous_format)  # pairs: 4-byte aligned
@@ -1032,7 +1067,7 @@ def gptq_matmul(x:torch.Tensor,      # fp16 [..., in] ([..., 2 in] with swiglu)
     common = (p.qweight, p.zeros, p.scales, bias, y, part, cnt, M, N, K, -(-K // 32), p.scales.shape[0])
     if cfg['KIND'] == 'mma':
         n_pad = (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4                    # the units the splits and their last prefetch read
-        xa = _xa_copy(x2, n_pad, perm, swiglu)                             # x in A-fragment order (sorted): one small launch
+        xa = fx.xa if fx is not None else _xa_copy(x2, n_pad, perm, swiglu)   # x in A-fragment order (sorted): one small launch
         _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
             xa, *common, n_pad, y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), NW=cfg['num_warps'],

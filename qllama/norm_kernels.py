@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from .gptq_matmul import FragmentX, xa_offset
 
 # %% auto #0
 __all__ = ['MAX_H', 'SRC_CHUNKS', 'TOLS', 'rms_norm_ref', 'rms_norm_residual_ref', 'rms_norm', 'rms_norm_residual', 'rel_err',
@@ -33,8 +34,9 @@ def rms_norm_residual_ref(x, # [..., H] a branch's output
 # %% ../nbs/04b_norm.ipynb #a8d88a09
 @triton.jit
 def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, s_ptr, # see the docstring
-                     H, eps, sx, sr, sy, sh, # width, epsilon, row strides
-                     HAS_RES: tl.constexpr, HAS_SRC: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+                     H, eps, sx, sr, sy, sh, n_pad, # width, epsilon, row strides, units of an xa output
+                     HAS_RES: tl.constexpr, HAS_SRC: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+                     XA: tl.constexpr = False):
     """RMSNorm of one row per program (program ids: row, chunk), optionally after adding the residual.
     x_ptr: [M, H] fp16/bf16/fp32, row stride `sx`, columns contiguous.
     r_ptr: [M, H] same dtype, row stride `sr` (read only when HAS_RES).
@@ -42,6 +44,7 @@ def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, s_ptr, # see the docstri
     y_ptr: [M, H] output, row stride `sy`.  h_ptr: [M, H] output x + r, row stride `sh` (HAS_RES only).
     s_ptr: [H] int32, column j of y is normalized column s[j] (HAS_SRC only; a permutation).
     Each program reads the whole row and writes columns chunk*CHUNK .. of y and h; CHUNK == BLOCK unless HAS_SRC.
+    XA: y_ptr is an fp16 view of an `xa` buffer of n_pad units, and element j of row m goes to `xa_offset(m, j, n_pad)`.
     Assumes BLOCK >= H (one block holds a whole row)."""
     row = tl.program_id(0).to(tl.int64)                                  # int64: M*H may pass 2**31
     c0 = tl.program_id(1) * CHUNK                                        # this program's first output column
@@ -63,10 +66,12 @@ def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, s_ptr, # see the docstri
             xs += tl.load(r_ptr + row * sr + src, mask=mc, other=0.0).to(tl.float32)
             xs = xs.to(h_ptr.dtype.element_ty).to(tl.float32)            # the same rounded stream value as stored above
         w = tl.load(w_ptr + src, mask=mc, other=0.0).to(tl.float32)
-        tl.store(y_ptr + row * sy + c, (xs * rstd * w).to(y_ptr.dtype.element_ty), mask=mc)
+        dst = xa_offset(row, c, n_pad) if XA else row * sy + c
+        tl.store(y_ptr + dst, (xs * rstd * w).to(y_ptr.dtype.element_ty), mask=mc)
     else:
         w = tl.load(w_ptr + cols, mask=m, other=0.0).to(tl.float32)
-        tl.store(y_ptr + row * sy + cols, (x * rstd * w).to(y_ptr.dtype.element_ty), mask=m)
+        dst = xa_offset(row, cols, n_pad) if XA else row * sy + cols
+        tl.store(y_ptr + dst, (x * rstd * w).to(y_ptr.dtype.element_ty), mask=m)
 
 # %% ../nbs/04b_norm.ipynb #363090c0
 MAX_H = 65536  # widest row one program holds
@@ -83,30 +88,35 @@ def _check_norm(x, weight):
     if x.shape[-1] > MAX_H: raise ValueError(f"rows of {x.shape[-1]} > {MAX_H} values are not supported")
     if x.device != weight.device: raise ValueError(f"x on {x.device}, weight on {weight.device}")
 
-def _norm_launch(x, r, weight, eps, h, src=None, chunks=None):
+def _norm_launch(x, r, weight, eps, h, src=None, chunks=None, xa=None):
     H = x.shape[-1]
     x2 = _rows(x, H)                                                     # [M, H]
     r2 = x2 if r is None else _rows(r, H)                                # [M, H]
-    y = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
+    if xa is not None:                                                   # (buffer, n_pad): write in the fragment kernel's order
+        if x.dtype != torch.float16: raise ValueError("an xa output is fp16")
+        y, n_pad = xa[0].view(torch.float16), xa[1]
+    else:
+        y, n_pad = torch.empty(x2.shape, dtype=x.dtype, device=x.device), 0
     h2 = y if h is None else h
     BLOCK = triton.next_power_of_2(H)
     if src is not None and (src.shape != (H,) or src.dtype != torch.int32 or src.device != x.device):
         raise ValueError(f"src must be an int32 [{H}] tensor on {x.device}")
     P = 1 if src is None else min(BLOCK, triton.next_power_of_2(chunks or SRC_CHUNKS))   # programs per row
     _rms_norm_kernel[(x2.shape[0], P)](x2, r2, weight, y, h2, y if src is None else src, H, eps, x2.stride(0), r2.stride(0),
-                                       y.stride(0), h2.stride(0), HAS_RES=r is not None, HAS_SRC=src is not None, BLOCK=BLOCK,
-                                       CHUNK=BLOCK // P, num_warps=min(16, max(1, BLOCK // 512)))
-    return y.view(x.shape)
+                                       H, h2.stride(0), n_pad, HAS_RES=r is not None, HAS_SRC=src is not None, BLOCK=BLOCK,
+                                       CHUNK=BLOCK // P, XA=xa is not None, num_warps=min(16, max(1, BLOCK // 512)))
+    return FragmentX(xa[0], tuple(x.shape), n_pad) if xa is not None else y.view(x.shape)
 
 def rms_norm(x, # [..., H] activations
              weight, # [H] learned scale
              eps:float, # added to the mean square
              src=None, # int32 [H] or None: column j of the result is normalized column src[j]
              chunks:int|None=None, # with src: programs per row, each gathering a share of the columns (default SRC_CHUNKS)
-            ): # [..., H] in x's dtype
+             xa=None, # (int32 buffer, n_pad) from `xa_buffer`/`xa_layout`: write there, in the fragment kernel's order
+            ): # [..., H] in x's dtype, or a FragmentX with xa
     "RMSNorm over the last dim in one Triton kernel (fp32 inside); drop-in for `model.rms_norm`."
     _check_norm(x, weight)
-    return _norm_launch(x, None, weight, eps, None, src, chunks)
+    return _norm_launch(x, None, weight, eps, None, src, chunks, xa)
 
 def rms_norm_residual(x, # [..., H] a branch's output
                       residual, # [..., H] the residual stream, same dtype
@@ -114,13 +124,14 @@ def rms_norm_residual(x, # [..., H] a branch's output
                       eps:float,
                       src=None, # int32 [H] or None: column j of the normed output is normalized column src[j]
                       chunks:int|None=None, # with src: programs per row (default SRC_CHUNKS)
-                     ): # (normed [..., H], new residual h = x + residual [..., H])
+                      xa=None, # (int32 buffer, n_pad): write the normed output there, in the fragment kernel's order
+                     ): # (normed [..., H] or a FragmentX, new residual h = x + residual [..., H])
     "The residual add and the next RMSNorm in one pass: read `x` and `residual` once, write both outputs once."
     _check_norm(x, weight)
     if residual.shape != x.shape or residual.dtype != x.dtype:
         raise ValueError(f"residual {tuple(residual.shape)} {residual.dtype} must match x {tuple(x.shape)} {x.dtype}")
     h = torch.empty((x.numel() // x.shape[-1], x.shape[-1]), dtype=x.dtype, device=x.device)  # [M, H]
-    return _norm_launch(x, residual, weight, eps, h, src, chunks), h.view(x.shape)
+    return _norm_launch(x, residual, weight, eps, h, src, chunks, xa), h.view(x.shape)
 
 # %% ../nbs/04b_norm.ipynb #7e35d63c
 def rel_err(a, b): # the kernel's output, the fp32 reference

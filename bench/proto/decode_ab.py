@@ -1,14 +1,16 @@
-"""A/B of four decode options on the whole random 70B, in one process, all off by default until timed:
+"""A/B of five decode options on the whole random 70B, in one process, all off by default until timed:
 
 - `attn`: `use_kernels(..., attn_out_sorted=True)`: attention's merge writes its output straight into `o`'s sorted
   order, so at batch 1-2 `o` needs no gather launch of its own (from 3 rows the fragment kernel's copy gathers anyway);
 - `chunks`: `norm_kernels.SRC_CHUNKS = 8`: a permuted norm spreads its gathered loads over 8 programs per row;
 - `swiglu`: `use_kernels(..., swiglu_in_copy=True)`: from 3 to 16 rows `down`'s copy of its input makes
   silu(gate) * up (no `silu_mul` launch); batch 16 only;
-- `resid`: `use_kernels(..., add_in_norm=True)`: each block's last residual add is done by the next norm.
+- `resid`: `use_kernels(..., add_in_norm=True)`: each block's last residual add is done by the next norm;
+- `xa`: `use_kernels(..., xa_norm=True)`: from 3 to 16 rows the norms write q/k/v's and gate/up's input in the
+  fragment kernel's order (no copy launch); batch 16 only.
 
-Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `resid`, `all`, that cycle
-repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy`, `Block._add_later` and the module constant change; each
+Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `resid`, `xa`, `all`, that cycle
+repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy`, `Block._add_later`, `Block._xa_norm` and the module constant change; each
 measurement captures new graphs), batch 1 at context 128 and batch 16; one eager decode step of 4 rows under each
 gives the same logits bit for bit (checked). Without groups (`main`, 3-bit no group) `attn` and `chunks` change
 nothing.
@@ -24,7 +26,7 @@ from qllama.fast import use_kernels
 from qllama.generate import decode_step
 from qllama.model import KVCache
 
-VARIANTS = ('base', 'attn', 'chunks', 'swiglu', 'resid', 'all')
+VARIANTS = ('base', 'attn', 'chunks', 'swiglu', 'resid', 'xa', 'all')
 BRANCHES = 'main,gptq-4bit-128g-actorder_True,gptq-4bit-32g-actorder_True,gptq-3bit-128g-actorder_True,gptq-3bit-32g-actorder_True'
 
 def main():
@@ -54,6 +56,7 @@ def main():
                 l.self_attn._o_inv = i if v in ('attn', 'all') else None
                 l.mlp._swiglu_copy = v in ('swiglu', 'all') and l.mlp._gate_up is not None
                 l._add_later = v in ('resid', 'all')
+                l._xa_norm = v in ('xa', 'all')
             norm_kernels.SRC_CHUNKS = 8 if v in ('chunks', 'all') else 1
         cfg = m.config.llama
         c = KVCache(cfg, 4, 128, torch.float16, dev)                    # 4 rows: the fragment kernel, so swiglu is used

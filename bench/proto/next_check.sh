@@ -1,6 +1,6 @@
 #!/bin/bash
 # Device call prepared on 2026-11-29 (no device time left that day): the decode options A/B on the whole 70B
-# (bench/proto/decode_ab.py: attn_out_sorted, permuted-norm chunks, SwiGLU in down's copy, adds in the next norm), then the fragment
+# (bench/proto/decode_ab.py: attn_out_sorted, permuted-norm chunks, SwiGLU in down's copy, adds in the next norm, norms writing fragment order), then the fragment
 # kernel's launch sweep at M = 16 (bench/proto/gemv_launch_sweep.py --m 16). Repository root, fastcore in .whl/.
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/fastcore*.whl
