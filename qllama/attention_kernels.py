@@ -8,6 +8,7 @@ import math
 import torch
 import triton
 import triton.language as tl
+from .gptq_matmul import FragmentX, xa_offset
 
 # %% auto #0
 __all__ = ['attention_ref', 'attention_prefill', 'attention_decode', 'attention']
@@ -166,11 +167,12 @@ def _attention_decode_kernel(q_ptr, k_ptr, v_ptr, po_ptr, pl_ptr, pos_ptr, slot_
     tl.store(po_ptr + out[:, None] * D + d[None, :], acc / tl.maximum(l_i, 1e-30)[:, None], mask=r[:, None] < G)
 
 @triton.jit
-def _attention_merge_kernel(po_ptr, pl_ptr, o_ptr, idx_ptr, NH, n_split, sob, soh, # see the docstring
-                            D: tl.constexpr, BLOCK_S: tl.constexpr, INDEX: tl.constexpr):
+def _attention_merge_kernel(po_ptr, pl_ptr, o_ptr, idx_ptr, NH, n_split, sob, soh, n_pad, # see the docstring
+                            D: tl.constexpr, BLOCK_S: tl.constexpr, INDEX: tl.constexpr, XA: tl.constexpr = False):
     """Merge the n_split partial outputs of one (row, query head), weighting each by 2^(lse - max lse).
     po_ptr: [B, NH, n_split, D] fp32; pl_ptr: [B, NH, n_split] fp32; o_ptr: [B, NH, 1, D], strides (sob, soh),
-    or with INDEX [B, NH*D] (row stride sob), element (h, i) of a row stored at column idx_ptr[h*D + i] (int32 [NH*D]).
+    or with INDEX [B, NH*D] (row stride sob), element (h, i) of a row stored at column idx_ptr[h*D + i] (int32 [NH*D]);
+    XA: o_ptr an fp16 view of an `xa` buffer of n_pad units, row b's column j at `xa_offset(b, j, n_pad)`.
     Assumes BLOCK_S >= n_split and at least one finite lse per (row, head)."""
     bh = tl.program_id(0)
     b, h = bh // NH, bh % NH
@@ -180,8 +182,12 @@ def _attention_merge_kernel(po_ptr, pl_ptr, o_ptr, idx_ptr, NH, n_split, sob, so
     w = tl.exp2(lse - tl.max(lse, 0))                                    # [BLOCK_S]: 0 for empty chunks
     po = tl.load(po_ptr + (bh * n_split + s)[:, None] * D + d[None, :], mask=(s < n_split)[:, None], other=0.0)  # [BLOCK_S, D]
     o = tl.sum(po * w[:, None], 0) / tl.sum(w, 0)                        # [D]
-    col = tl.load(idx_ptr + h * D + d) if INDEX else h * soh + d        # [D]: where each element goes in the row
-    tl.store(o_ptr + b * sob + col, o.to(o_ptr.dtype.element_ty))
+    if XA:                                                               # the fragment kernel's A order, for the o matmul
+        col = tl.load(idx_ptr + h * D + d) if INDEX else h * D + d
+        tl.store(o_ptr + xa_offset(b, col, n_pad), o.to(o_ptr.dtype.element_ty))
+    else:
+        col = tl.load(idx_ptr + h * D + d) if INDEX else h * soh + d    # [D]: where each element goes in the row
+        tl.store(o_ptr + b * sob + col, o.to(o_ptr.dtype.element_ty))
 
 # %% ../nbs/04d_attention.ipynb #3c3664e4
 def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries
@@ -193,7 +199,8 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries
                      BLOCK_N:int=64, # keys per tile
                      target:int=264, # programs to aim for (2 per SM of an H100)
                      out_index:torch.Tensor|None=None, # int32 [nh*d]: write row element (h, i) at column out_index[h*d + i]
-                    ): # [B, nh, 1, d], a view of a [B, 1, nh, d] tensor; with out_index [B, 1, nh*d]
+                     xa=None, # (int32 buffer, n_pad) from `xa_buffer`: write the [B, 1, nh*d] rows there in fragment order
+                    ): # [B, nh, 1, d], a view of a [B, 1, nh, d] tensor; with out_index [B, 1, nh*d]; with xa a FragmentX
     "Attention of one new token per row over its cache prefix, split over the keys and merged (flash-decoding)."
     _check_attention(q, k_cache, v_cache, slots)
     B, nh, T, d = q.shape
@@ -211,15 +218,20 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries
                                                  1.4426950408889634 / math.sqrt(d), q.stride(0), q.stride(1),
                                                  *k_cache.stride()[:3], D=d, BLOCK_G=max(16, triton.next_power_of_2(G)),
                                                  BLOCK_N=BLOCK_N, num_warps=4)
-    if out_index is not None:
-        if out_index.shape != (nh * d,) or out_index.dtype != torch.int32: raise ValueError(f"out_index must be int32 [{nh * d}]")
+    if out_index is not None and (out_index.shape != (nh * d,) or out_index.dtype != torch.int32):
+        raise ValueError(f"out_index must be int32 [{nh * d}]")
+    if xa is not None:
+        if q.dtype != torch.float16: raise ValueError("an xa output is fp16")
+        o = xa[0].view(torch.float16)                                    # the rows in the fragment kernel's order
+    elif out_index is not None:
         o = torch.empty(B, 1, nh * d, dtype=q.dtype, device=q.device)    # [B, 1, nh*d] in out_index's order
     else:
         o = torch.empty(B, 1, nh, d, dtype=q.dtype, device=q.device).transpose(1, 2)  # [B, nh, 1, d] view
     _attention_merge_kernel[(B * nh,)](po, pl, o, o if out_index is None else out_index, nh, n_split, o.stride(0),
-                                       o.stride(1), D=d, BLOCK_S=triton.next_power_of_2(n_split),
-                                       INDEX=out_index is not None, num_warps=4)
-    return o
+                                       o.stride(-1) if xa is not None else o.stride(1), 0 if xa is None else xa[1], D=d,
+                                       BLOCK_S=triton.next_power_of_2(n_split), INDEX=out_index is not None,
+                                       XA=xa is not None, num_warps=4)
+    return FragmentX(xa[0], (B, 1, nh * d), xa[1]) if xa is not None else o
 
 # %% ../nbs/04d_attention.ipynb #9994da60
 def attention(q, # [B, nh, T, d] rotated queries
@@ -229,9 +241,11 @@ def attention(q, # [B, nh, T, d] rotated queries
               slots=None, # LongTensor [B]: cache row of each batch row; None: 0..B-1
               kv_len:int|None=None, # bound on max(pos) + T, used by decode to size its grid without a host sync
               out_index:torch.Tensor|None=None, # int32 [nh*d]: return [B, T, nh*d], element (h, i) at column out_index[h*d + i]
+              xa=None, # decode only: (int32 buffer, n_pad), the output written in the fragment kernel's order (a FragmentX)
              ): # [B, nh, T, d], or [B, T, nh*d] with out_index
     "Causal GQA attention over the cache: `attention_decode` when T == 1, else `attention_prefill`."
-    if q.shape[2] == 1: return attention_decode(q, k_cache, v_cache, pos, slots, kv_len, out_index=out_index)
+    if q.shape[2] == 1: return attention_decode(q, k_cache, v_cache, pos, slots, kv_len, out_index=out_index, xa=xa)
+    if xa is not None: raise ValueError("xa is for decode (one query per row)")
     y = attention_prefill(q, k_cache, v_cache, pos, slots)
     if out_index is None: return y
     B, nh, T, d = y.shape

@@ -73,6 +73,13 @@ def _block_forward(self:Block, x, cos, sin, mask=None, cache=None, positions=Non
     return x + self.mlp(h)
 
 # %% ../nbs/10a_fast.ipynb #54bbc6c0
+def _xa_attn(at:Attention, B:int, T:int, device): # (buffer, n_pad) when decode's attention can write o's input in fragment order
+    if not at._xa_out or T != 1: return None
+    po = at.o_proj.packed
+    if po.perm is not None and at._o_inv is None: return None        # o's sorted order needs attn_out_sorted
+    n_pad = xa_layout(B, po, device)
+    return None if n_pad is None else (xa_buffer(B, at.nh * at.hd, n_pad, device), n_pad)
+
 def _attention_forward(self:Attention, x, cos, sin, mask=None, cache=None, positions=None, slots=None):
     B, T, _ = x.shape
     if self._qkv is not None:                                           # one launch for q, k and v
@@ -91,7 +98,9 @@ def _attention_forward(self:Attention, x, cos, sin, mask=None, cache=None, posit
     else:                                                               # RoPE + cache write in one launch
         kc, vc = cache.k[self.layer], cache.v[self.layer]               # [max_batch, nkv, max_seq, hd]
         rope(q, k, rot.cos, rot.sin, pos, v, kc, vc, slots)
-        y = attention(q, kc, vc, pos, slots, kv_len=mask.shape[-1], out_index=oi)   # [B, nh, T, hd] ([B, T, nh*hd] with oi)
+        xa = _xa_attn(self, B, T, x.device)                             # o's input in fragment order, or None
+        y = attention(q, kc, vc, pos, slots, kv_len=mask.shape[-1], out_index=oi, xa=xa)   # [B, nh, T, hd] ([B, T, nh*hd] with oi)
+        if xa is not None: return gptq_matmul(y, self.o_proj.packed, x_sorted=True)   # [B, 1, H]: no copy launch
     if oi is not None: return gptq_matmul(y, self.o_proj.packed, x_sorted=True)   # [B, T, H]: no gather launch
     return self.o_proj(y.transpose(1, 2).reshape(B, T, self.nh * self.hd))  # [B, T, H]
 
@@ -137,7 +146,7 @@ def use_kernels(model:Llama,
                 attn_out_sorted:bool=False, # act-order `o`: attention writes its output in o's sorted order (no gather launch)
                 swiglu_in_copy:bool=False,  # 3-16 rows: down's copy of its input makes silu(gate) * up (no `silu_mul` launch)
                 add_in_norm:bool=False,     # each block's last residual add done by the next norm (no add launch)
-                xa_norm:bool=False          # 3-16 rows: the norms write q/k/v's and gate/up's input in fragment order (no copy launch)
+                xa_norm:bool=False          # 3-16 rows: norms (and decode attention) write the next matmul's input in fragment order
                ) -> Llama:
     "Run `model` on the Triton kernels."
     if (why := kernel_support(model)) is not None: raise ValueError(f"kernels not available: {why}")
@@ -153,6 +162,7 @@ def use_kernels(model:Llama,
             m.forward = types.MethodType(_FORWARDS[type(m)], m)
     for b in model.model.layers:
         b._add_later, b._xa_norm = add_in_norm, xa_norm
+        b.self_attn._xa_out = xa_norm                                   # decode's attention writes o's input the same way
         if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted, swiglu_in_copy)
         else:
             b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = b.self_attn._o_inv = None

@@ -6,8 +6,8 @@
 - `swiglu`: `use_kernels(..., swiglu_in_copy=True)`: from 3 to 16 rows `down`'s copy of its input makes
   silu(gate) * up (no `silu_mul` launch); batch 16 only;
 - `resid`: `use_kernels(..., add_in_norm=True)`: each block's last residual add is done by the next norm;
-- `xa`: `use_kernels(..., xa_norm=True)`: from 3 to 16 rows the norms write q/k/v's and gate/up's input in the
-  fragment kernel's order (no copy launch); batch 16 only.
+- `xa`: `use_kernels(..., xa_norm=True)`: from 3 to 16 rows the norms write q/k/v's and gate/up's input, and
+  decode's attention o's (with `attn` where o is act-order), in the fragment kernel's order (no copy launch); batch 16 only.
 
 Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `resid`, `xa`, `all`, that cycle
 repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy`, `Block._add_later`, `Block._xa_norm` and the module constant change; each
@@ -56,7 +56,7 @@ def main():
                 l.self_attn._o_inv = i if v in ('attn', 'all') else None
                 l.mlp._swiglu_copy = v in ('swiglu', 'all') and l.mlp._gate_up is not None
                 l._add_later = v in ('resid', 'all')
-                l._xa_norm = v in ('xa', 'all')
+                l._xa_norm = l.self_attn._xa_out = v in ('xa', 'all')
             norm_kernels.SRC_CHUNKS = 8 if v in ('chunks', 'all') else 1
         cfg = m.config.llama
         c = KVCache(cfg, 4, 128, torch.float16, dev)                    # 4 rows: the fragment kernel, so swiglu is used
