@@ -75,8 +75,8 @@ def _block_forward(self:Block, x, cos, sin, mask=None, cache=None, positions=Non
 # %% ../nbs/10a_fast.ipynb #54bbc6c0
 def _xa_attn(at:Attention, B:int, T:int, device): # (buffer, n_pad) when decode's attention can write o's input in fragment order
     if not at._xa_out or T != 1: return None
-    po = at.o_proj.packed
-    if po.perm is not None and at._o_inv is None: return None        # o's sorted order needs attn_out_sorted
+    po = getattr(at.o_proj, 'packed', None)                             # None: o is not a GPTQ linear
+    if po is None or (po.perm is not None and at._o_inv is None): return None   # o's sorted order needs attn_out_sorted
     n_pad = xa_layout(B, po, device)
     return None if n_pad is None else (xa_buffer(B, at.nh * at.hd, n_pad, device), n_pad)
 
