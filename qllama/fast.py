@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from .gptq import QuantLinear
 from .model import Llama, Attention, MLP, Block, RMSNorm
-from .gptq_matmul import takes_swiglu, xa_layout, xa_buffer, GPTQPacked, prepare, gptq_matmul, concat, _pack_nibbles
+from .gptq_matmul import takes_swiglu, xa_target, GPTQPacked, prepare, gptq_matmul, concat, _pack_nibbles
 from .norm_kernels import rms_norm, rms_norm_residual, silu_mul
 from .rope_kernels import rope
 from .attention_kernels import attention
@@ -46,9 +46,7 @@ def _norm_in(n:RMSNorm, x, src=None, xa=None): # (normed, stream): the norm of x
 def _xa_for(block:Block, p:GPTQPacked|None, x): # (buffer, n_pad) when the norm can write p's input in fragment order
     if not block._xa_norm or p is None: return None
     t = x.x if isinstance(x, _Pending) else x
-    M, K = t.numel() // t.shape[-1], t.shape[-1]
-    n_pad = xa_layout(M, p, t.device)
-    return None if n_pad is None else (xa_buffer(M, K, n_pad, t.device), n_pad)
+    return xa_target(t.numel() // t.shape[-1], p, t.device)
 
 def _rms_norm_forward(self:RMSNorm, x): return _norm_in(self, x)[0]
 
@@ -77,8 +75,7 @@ def _xa_attn(at:Attention, B:int, T:int, device): # (buffer, n_pad) when decode'
     if not at._xa_out or T != 1: return None
     po = getattr(at.o_proj, 'packed', None)                             # None: o is not a GPTQ linear
     if po is None or (po.perm is not None and at._o_inv is None): return None   # o's sorted order needs attn_out_sorted
-    n_pad = xa_layout(B, po, device)
-    return None if n_pad is None else (xa_buffer(B, at.nh * at.hd, n_pad, device), n_pad)
+    return xa_target(B, po, device)
 
 def _attention_forward(self:Attention, x, cos, sin, mask=None, cache=None, positions=None, slots=None):
     B, T, _ = x.shape

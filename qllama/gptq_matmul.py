@@ -14,7 +14,7 @@ from .gptq import unpack_rows, unpack_cols, dequantize
 
 # %% auto #0
 __all__ = ['gptq_matmul_bytes', 'gptq_matmul_ref', 'group_order', 'GPTQPacked', 'prepare', 'concat', 'xa_offset', 'FragmentX',
-           'xa_buffer', 'dequantize_sorted', 'xa_layout', 'takes_swiglu', 'gptq_matmul']
+           'xa_buffer', 'dequantize_sorted', 'xa_layout', 'xa_target', 'takes_swiglu', 'gptq_matmul']
 
 # %% ../nbs/04_gptq_matmul.ipynb #1ff0d2f3
 def gptq_matmul_bytes(in_features:int,  # rows of W
@@ -1016,6 +1016,11 @@ def xa_layout(M:int, p:GPTQPacked, device, **launch) -> int|None:
     "The units `n_pad` of the `xa` buffer that `gptq_matmul` reads for M rows, or None where it runs no fragment kernel."
     cfg = _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]
     return (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4 if cfg['KIND'] == 'mma' else None
+
+def xa_target(M:int, p:GPTQPacked, device): # (int32 buffer, n_pad) or None
+    "Where a producer can write M rows of `p`'s input in fragment order (`xa_buffer`, `xa_layout`), or None where p runs no fragment kernel."
+    n_pad = xa_layout(M, p, device)
+    return None if n_pad is None else (xa_buffer(M, p.in_features, n_pad, device), n_pad)
 
 def takes_swiglu(M:int, p:GPTQPacked, device, **launch) -> bool:
     "Whether `gptq_matmul(x, p, swiglu=True)` runs for `M` rows: the fragment kernel makes silu(gate) * up as it copies x."
