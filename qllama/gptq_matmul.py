@@ -1012,10 +1012,14 @@ def _kernel_config(M, N, K, p:GPTQPacked, device, launch:dict):
         cfg, tiles, upg = _launch_config(M, N, K, p, device, **{**launch, 'kernel': 'dot'})
     return cfg, tiles, upg
 
+def _n_pad(cfg:dict) -> int:
+    "Units of the fragment kernel's `xa` for a launch: the ones its splits and their last prefetch read."
+    return (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4
+
 def xa_layout(M:int, p:GPTQPacked, device, **launch) -> int|None:
     "The units `n_pad` of the `xa` buffer that `gptq_matmul` reads for M rows, or None where it runs no fragment kernel."
     cfg = _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]
-    return (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4 if cfg['KIND'] == 'mma' else None
+    return _n_pad(cfg) if cfg['KIND'] == 'mma' else None
 
 def xa_target(M:int, p:GPTQPacked, device): # (int32 buffer, n_pad) or None
     "Where a producer can write M rows of `p`'s input in fragment order (`xa_buffer`, `xa_layout`), or None where p runs no fragment kernel."
@@ -1024,7 +1028,7 @@ def xa_target(M:int, p:GPTQPacked, device): # (int32 buffer, n_pad) or None
 
 def takes_swiglu(M:int, p:GPTQPacked, device, **launch) -> bool:
     "Whether `gptq_matmul(x, p, swiglu=True)` runs for `M` rows: the fragment kernel makes silu(gate) * up as it copies x."
-    return _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]['KIND'] == 'mma'
+    return xa_layout(M, p, device, **launch) is not None
 
 def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swiglu), or x already in fragment order
                 p:GPTQPacked,        # from `prepare` (or `concat`)
@@ -1045,7 +1049,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
         raise ValueError("swiglu is made by the fragment kernel's copy of x (3-16 rows, x sorted): see takes_swiglu")
     fx = x if isinstance(x, FragmentX) else None
     if fx is not None:                                                     # a producer wrote x in fragment order already
-        if swiglu or perm is not None or cfg['KIND'] != 'mma' or fx.n_pad != (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4:
+        if swiglu or perm is not None or cfg['KIND'] != 'mma' or fx.n_pad != _n_pad(cfg):
             raise ValueError("a FragmentX must be sorted and laid out as xa_layout says for this call")
     elif perm is not None and cfg['KIND'] == 'mma':                        # the A-fragment copy gathers as it copies
         x2 = x.reshape(-1, x.shape[-1])                                    # [M, in]
@@ -1071,7 +1075,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
     bias = y if p.bias is None else p.bias
     common = (p.qweight, p.zeros, p.scales, bias, y, part, cnt, M, N, K, -(-K // 32), p.scales.shape[0])
     if cfg['KIND'] == 'mma':
-        n_pad = (cfg['SPLIT_K'] * cfg['ITERS'] + 1) * 4                    # the units the splits and their last prefetch read
+        n_pad = _n_pad(cfg)
         xa = fx.xa if fx is not None else _xa_copy(x2, n_pad, perm, swiglu)   # x in A-fragment order (sorted): one small launch
         _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
             xa, *common, n_pad, y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
