@@ -958,15 +958,14 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
         chunk = chunk or min(N, max(128, -(-N // n // 128) * 128))         # ...of equal width, a multiple of 128 columns
         return dict(KIND=kernel, CHUNK=chunk, SPLIT_K=1), 0, upg
     if kernel == 'mma':                                                    # batched decode: mma.sync on register fragments
-        nw = num_warps or 4
-        bn, bm, U = 32 * nw, 16, 4                                         # steps of 4 units, one per lane of a k-slot
-        tiles = -(-N // bn) * -(-M // bm)
         wide = N >= 32768                                                  # gate/up of a 70B
         can = p.group_size == -1 or p.group_size % 128 == 0                # a block of 128 rows lies in one group
         fold = can and (fold if fold is not None else (p.group_size == -1 or wide))   # where it measured faster
+        nw = num_warps or (8 if wide and fold else 4)
+        bn, bm, U = 32 * nw, 16, 4                                         # steps of 4 units, one per lane of a k-slot
+        tiles = -(-N // bn) * -(-M // bm)
         if wide: per_sm = 1 if fold else 8                                 # programs per SM: gate/up folded, one split
-        elif fold: per_sm = 4                                              # q/k/v, o, down without groups
-        else: per_sm = 4 if K >= 2 * N else 2                              # down; q/k/v and o
+        else: per_sm = 4 if K >= 2 * N else 3                              # down; q/k/v and o
         target = per_sm * _n_sms(device)
     elif kernel == 'gemv':                                                 # decode: the fp16x2 kernel, once per row
         wide = N >= 32768                                                  # gate/up of a 70B, not q/k/v, o, down

@@ -75,7 +75,7 @@ def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, s_ptr, # see the docstri
 
 # %% ../nbs/04b_norm.ipynb #363090c0
 MAX_H = 65536  # widest row one program holds
-SRC_CHUNKS = 1  # programs per row of a permuted (src) norm, unless the call says; see below
+SRC_CHUNKS = 8  # programs per row of a permuted (src) norm of at most 16 rows, unless the call says; see below
 
 def _rows(x, H:int):
     "`x` as [M, H] with contiguous columns (a view when possible)."
@@ -101,7 +101,8 @@ def _norm_launch(x, r, weight, eps, h, src=None, chunks=None, xa=None):
     BLOCK = triton.next_power_of_2(H)
     if src is not None and (src.shape != (H,) or src.dtype != torch.int32 or src.device != x.device):
         raise ValueError(f"src must be an int32 [{H}] tensor on {x.device}")
-    P = 1 if src is None else min(BLOCK, triton.next_power_of_2(chunks or SRC_CHUNKS))   # programs per row
+    decode = x2.shape[0] <= 16                                           # a prompt's rows alone fill the GPU
+    P = 1 if src is None else min(BLOCK, triton.next_power_of_2(chunks or (SRC_CHUNKS if decode else 1)))   # programs per row
     _rms_norm_kernel[(x2.shape[0], P)](x2, r2, weight, y, h2, y if src is None else src, H, eps, x2.stride(0), r2.stride(0),
                                        H, h2.stride(0), n_pad, HAS_RES=r is not None, HAS_SRC=src is not None, BLOCK=BLOCK,
                                        CHUNK=BLOCK // P, XA=xa is not None, num_warps=min(16, max(1, BLOCK // 512)))

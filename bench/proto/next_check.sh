@@ -7,5 +7,5 @@ python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/fastcore*
 export PYTHONPATH=/tmp/site:$PWD:$PWD/bench PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader; git log --oneline -1 | cut -c1-80
 timeout 330 python3 bench/proto/decode_ab.py --branches main,gptq-4bit-128g-actorder_True,gptq-3bit-32g-actorder_True --out $OUT > $OUT/decode_ab.log 2>&1; tail -7 $OUT/decode_ab.log
-timeout 240 python3 bench/proto/gemv_launch_sweep.py --m 16 --deadline 200 --workers 14 --out $OUT > $OUT/mma_sweep.log 2>&1
+timeout 240 python3 bench/proto/gemv_launch_sweep.py --m 16 --branches 4:-1,4:128,3:32 --deadline 200 --workers 14 --out $OUT > $OUT/mma_sweep.log 2>&1
 grep " best " $OUT/mma_sweep.log
