@@ -139,7 +139,7 @@ def _join(block:Block, attn_out_sorted:bool=False, swiglu_in_copy:bool=False):
         l.packed = None                                                 # now held by the joined linear
 
 def use_kernels(model:Llama,
-                free_packed:bool=True,       # drop AutoGPTQ's layout once repacked
+                free_packed:bool=True,      # drop AutoGPTQ's layout once repacked
                 attn_out_sorted:bool=True,  # act-order `o`: attention writes its output in o's sorted order (no gather launch)
                 swiglu_in_copy:bool=True,   # 3-16 rows: down's copy of its input makes silu(gate) * up (no `silu_mul` launch)
                 add_in_norm:bool=True,      # each block's last residual add done by the next norm (no add launch)
