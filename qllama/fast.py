@@ -88,7 +88,7 @@ def _attention_forward(self:Attention, x, cos, sin, mask=None, cache=None, posit
     v = v.view(B, T, self.nkv, self.hd).transpose(1, 2)                 # [B, nkv, T, hd]
     pos = positions[:, 0]                                               # [B] each row's first position
     rot = self._rotary
-    oi = self._o_inv                                                    # o's sorted order, written by attention itself
+    oi = self._o_inv if B * T <= 16 else None                           # o's sorted order, written by attention itself (decode)
     if cache is None:                                                   # fresh keys: causal attention over them
         rope(q, k, rot.cos, rot.sin, pos)
         y = attention(q, k, v, out_index=oi)
