@@ -60,6 +60,7 @@ def paired(a:dict, b:dict, level=0.95, target=0.01) -> dict:
                             'no: the interval lies outside' if hi < 1 - target or lo > 1 + target else
                             'undecided: the interval overlaps') + f' the ±{target:.0%} band around 1',
              compatible_with_target=lo <= 1 + target and hi >= 1 - target,
+             no_worse_than_target=hi <= 1 + target,   # a's perplexity at most `target` above b's (97.5% one-sided)
              excess_over_target_at_least=max(0.0, lo - (1 + target)))
     return r
 
