@@ -1,10 +1,11 @@
 """A/B of `attn_out_sorted` on a 2048-token prefill of the whole random 70B, in one process.
 
-With it (the default since the seventh run, until this A/B: attention now writes `o`'s order for decode rows only,
-at most 16), prefill attention writes its output straight into `o`'s act-order
-sorted order (scattered 2-byte stores, 2048 rows); without it, `o` gathers its input first (one gather launch).
-The seventh run's act-order prefill came out 0.5-2% below the sixth's; this times the two alternately (median of 5
-prefills each, 3 alternations) and checks they give the same logits.
+Prefill attention wrote its output straight into `o`'s act-order sorted order (scattered 2-byte stores, 2048 rows)
+where `attn_out_sorted` was on (the default since the seventh run); without it, `o` gathers its input first (one
+gather launch). This timed the two alternately (median of 5 prefills each, 3 alternations) and checked they give the
+same logits: the gather won by 2% (`bench/results/prefill_ab_NVIDIA_H200.json`, 2026-11-29, the code of
+commit 06bcbae), so attention now writes `o`'s order for decode rows only (at most 16), and both arms of this script now run
+the gather path for a prompt: it stays as the record of that A/B (and checks that toggling `_o_inv` changes no logit).
 
     PYTHONPATH=. python bench/proto/prefill_ab.py --out $OUT [--branches gptq-4bit-128g-actorder_True]
     TRITON_INTERPRET=1 PYTHONPATH=. python bench/proto/prefill_ab.py --smoke    # CPU: a tiny model, logits only
