@@ -134,25 +134,49 @@ def attention_prefill(q, # [B, nh, T, d] rotated queries
 def _attention_decode_kernel(q_ptr, k_ptr, v_ptr, po_ptr, pl_ptr, pos_ptr, slot_ptr, # see the docstring
                              NKV, G, CHUNK, qk_scale, # KV heads, query heads per KV head, keys per chunk, log2(e)/sqrt(d)
                              sqb, sqh, skb, skh, sks, # strides: q (batch, head), cache (slot, head, position)
-                             D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr):
+                             kn_ptr, vn_ptr, cos_ptr, sin_ptr, snb, snh, svb, svh, s_tab, # ROPE only, see the docstring
+                             D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, ROPE: tl.constexpr = False):
     """Partial attention of one new token's G query heads over one chunk of its cache row.
     q_ptr: [B, NKV*G, 1, D] fp16/bf16, strides (sqb, sqh), last dim contiguous.
     k_ptr, v_ptr: [max_batch, NKV, max_seq, D] same dtype, shared strides (skb, skh, sks), last dim contiguous.
     po_ptr: [B, NKV*G, n_split, D] fp32 partial outputs; pl_ptr: [B, NKV*G, n_split] fp32 base-2 log-sum-exps
       (both contiguous, n_split = number of programs on axis 1).  pos_ptr, slot_ptr: [B] int64.
-    Assumes CHUNK is a multiple of BLOCK_N, BLOCK_G >= max(G, 16), and the row's keys 0..pos[b] are in the cache."""
+    ROPE: q is not yet rotated, and key pos[b] is not yet in the cache: kn_ptr, vn_ptr [B, NKV, 1, D] the new token's
+      keys (not rotated) and values, strides (snb, snh) and (svb, svh); cos_ptr, sin_ptr [n_pos, D] fp32 tables,
+      row stride s_tab. Every program rotates its queries; the one whose chunk holds position pos[b] rotates the
+      key, stores it and the value at pos[b] of the cache, and waits on a barrier before reading the chunk.
+    Assumes CHUNK is a multiple of BLOCK_N, BLOCK_G >= max(G, 16), and the row's keys 0..pos[b] are in the cache
+    (0..pos[b] - 1 with ROPE)."""
     bg, c = tl.program_id(0), tl.program_id(1)
     n_split = tl.num_programs(1)
     b, g = bg // NKV, bg % NKV
     L, slot = tl.load(pos_ptr + b) + 1, tl.load(slot_ptr + b)           # keys of this row, its cache row
     r = tl.arange(0, BLOCK_G)                                            # [BLOCK_G] query heads g*G + r
     d = tl.arange(0, D)
-    q = tl.load(q_ptr + b * sqb + (g * G + r)[:, None] * sqh + d[None, :], mask=r[:, None] < G, other=0.0)  # [BLOCK_G, D]
+    qp = q_ptr + b * sqb + (g * G + r)[:, None] * sqh                    # [BLOCK_G, 1] each head's row
     kv = slot.to(tl.int64) * skb + g * skh
+    lo = c * CHUNK
+    if ROPE:                                                             # rotate by position L - 1, as `rope` does (fp32, rounded)
+        HALF: tl.constexpr = D // 2
+        dp = (d + HALF) % D                                              # rotate-half partner: x_{i + d/2}, then x_{i - d/2}
+        sgn = tl.where(d < HALF, -1.0, 1.0)                              # [D]: -x2 * sin for the first half, +x1 * sin for the second
+        cs = tl.load(cos_ptr + (L - 1) * s_tab + d); sn = tl.load(sin_ptr + (L - 1) * s_tab + d)   # [D]
+        qa = tl.load(qp + d[None, :], mask=r[:, None] < G, other=0.0).to(tl.float32)
+        qb = tl.load(qp + dp[None, :], mask=r[:, None] < G, other=0.0).to(tl.float32)
+        q = (qa * cs[None, :] + sgn[None, :] * qb * sn[None, :]).to(q_ptr.dtype.element_ty)  # [BLOCK_G, D]
+        if (L - 1 >= lo) & (L - 1 < lo + CHUNK):                         # this chunk holds the new key: write it first
+            kn = kn_ptr + b * snb + g * snh
+            ka = tl.load(kn + d).to(tl.float32); kb = tl.load(kn + dp).to(tl.float32)
+            kr = ka * cs + sgn * kb * sn
+            at = kv + (L - 1) * sks + d
+            tl.store(k_ptr + at, kr.to(k_ptr.dtype.element_ty))
+            tl.store(v_ptr + at, tl.load(vn_ptr + b * svb + g * svh + d).to(v_ptr.dtype.element_ty))
+        tl.debug_barrier()                                               # the block's stores before its loads of the chunk
+    else:
+        q = tl.load(qp + d[None, :], mask=r[:, None] < G, other=0.0)     # [BLOCK_G, D]
     m_i = tl.full([BLOCK_G], float('-inf'), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, D], tl.float32)
-    lo = c * CHUNK
     hi = tl.minimum(lo + CHUNK, L)                                       # empty when the chunk starts past the row
     qpos = tl.zeros([BLOCK_G], tl.int64) + hi - 1                        # [BLOCK_G] every head sees keys < hi
     start = lo.to(tl.int64)
@@ -190,8 +214,8 @@ def _attention_merge_kernel(po_ptr, pl_ptr, o_ptr, idx_ptr, NH, n_split, sob, so
         tl.store(o_ptr + b * sob + col, o.to(o_ptr.dtype.element_ty))
 
 # %% ../nbs/04d_attention.ipynb #3c3664e4
-def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries
-                     k_cache, # [max_batch, nkv, max_seq, d] one layer of the cache, new keys already written
+def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries (not yet rotated with `rope`)
+                     k_cache, # [max_batch, nkv, max_seq, d] one layer of the cache, new keys already written (with `rope`: not yet)
                      v_cache, # like k_cache
                      pos, # int or LongTensor [B]: each row's position; it attends keys 0..pos[b]
                      slots=None, # LongTensor [B]: cache row of each batch row; None: 0..B-1
@@ -200,6 +224,7 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries
                      target:int=264, # programs to aim for (2 per SM of an H100)
                      out_index:torch.Tensor|None=None, # int32 [nh*d]: write row element (h, i) at column out_index[h*d + i]
                      xa=None, # (int32 buffer, n_pad) from `xa_buffer`: write the [B, 1, nh*d] rows there in fragment order
+                     rope=None, # (cos, sin, k, v): rotate q and the new keys k [B, nkv, 1, d] here, and write them and v to the cache
                     ): # [B, nh, 1, d], a view of a [B, 1, nh, d] tensor; with out_index [B, 1, nh*d]; with xa a FragmentX
     "Attention of one new token per row over its cache prefix, split over the keys and merged (flash-decoding)."
     _check_attention(q, k_cache, v_cache, slots)
@@ -214,10 +239,19 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries
     po = torch.empty(B, nh, n_split, d, dtype=torch.float32, device=q.device)
     pl = torch.empty(B, nh, n_split, dtype=torch.float32, device=q.device)
     G = nh // nkv
+    if rope is not None:
+        cos, sin, kn, vn = rope
+        if kn.shape != (B, nkv, 1, d) or vn.shape != kn.shape or kn.stride(-1) != 1 or vn.stride(-1) != 1:
+            raise ValueError(f"rope's k and v must be [{B}, {nkv}, 1, {d}] with a contiguous last dim")
+        if cos.shape != sin.shape or cos.dim() != 2 or cos.shape[1] != d or cos.stride(-1) != 1 or cos.stride() != sin.stride():
+            raise ValueError(f"rope's cos and sin must be alike [n_pos, {d}] tables")
+        rargs = (kn, vn, cos, sin, kn.stride(0), kn.stride(1), vn.stride(0), vn.stride(1), cos.stride(0))
+    else:
+        rargs = (q, q, q, q, 0, 0, 0, 0, 0)                              # not read
     _attention_decode_kernel[(B * nkv, n_split)](q, k_cache, v_cache, po, pl, pos_t, slot_t, nkv, G, chunk,
                                                  1.4426950408889634 / math.sqrt(d), q.stride(0), q.stride(1),
-                                                 *k_cache.stride()[:3], D=d, BLOCK_G=max(16, triton.next_power_of_2(G)),
-                                                 BLOCK_N=BLOCK_N, num_warps=4)
+                                                 *k_cache.stride()[:3], *rargs, D=d, BLOCK_G=max(16, triton.next_power_of_2(G)),
+                                                 BLOCK_N=BLOCK_N, ROPE=rope is not None, num_warps=4)
     if out_index is not None and (out_index.shape != (nh * d,) or out_index.dtype != torch.int32):
         raise ValueError(f"out_index must be int32 [{nh * d}]")
     if xa is not None:
@@ -242,10 +276,11 @@ def attention(q, # [B, nh, T, d] rotated queries
               kv_len:int|None=None, # bound on max(pos) + T, used by decode to size its grid without a host sync
               out_index:torch.Tensor|None=None, # int32 [nh*d]: return [B, T, nh*d], element (h, i) at column out_index[h*d + i]
               xa=None, # decode only: (int32 buffer, n_pad), the output written in the fragment kernel's order (a FragmentX)
+              rope=None, # decode only: (cos, sin, k, v), RoPE and the cache write done by the attention kernel (`attention_decode`)
              ): # [B, nh, T, d], or [B, T, nh*d] with out_index
     "Causal GQA attention over the cache: `attention_decode` when T == 1, else `attention_prefill`."
-    if q.shape[2] == 1: return attention_decode(q, k_cache, v_cache, pos, slots, kv_len, out_index=out_index, xa=xa)
-    if xa is not None: raise ValueError("xa is for decode (one query per row)")
+    if q.shape[2] == 1: return attention_decode(q, k_cache, v_cache, pos, slots, kv_len, out_index=out_index, xa=xa, rope=rope)
+    if xa is not None or rope is not None: raise ValueError("xa and rope are for decode (one query per row)")
     y = attention_prefill(q, k_cache, v_cache, pos, slots)
     if out_index is None: return y
     B, nh, T, d = y.shape

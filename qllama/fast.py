@@ -92,11 +92,13 @@ def _attention_forward(self:Attention, x, cos, sin, mask=None, cache=None, posit
     if cache is None:                                                   # fresh keys: causal attention over them
         rope(q, k, rot.cos, rot.sin, pos)
         y = attention(q, k, v, out_index=oi)
-    else:                                                               # RoPE + cache write in one launch
+    else:
         kc, vc = cache.k[self.layer], cache.v[self.layer]               # [max_batch, nkv, max_seq, hd]
-        rope(q, k, rot.cos, rot.sin, pos, v, kc, vc, slots)
+        fused = self._rope_attn and T == 1                              # decode: attention rotates and writes the cache itself
+        if not fused: rope(q, k, rot.cos, rot.sin, pos, v, kc, vc, slots)   # RoPE + cache write in one launch
         xa = _xa_attn(self, B, T, x.device)                             # o's input in fragment order, or None
-        y = attention(q, kc, vc, pos, slots, kv_len=mask.shape[-1], out_index=oi, xa=xa)   # [B, nh, T, hd] ([B, T, nh*hd] with oi)
+        y = attention(q, kc, vc, pos, slots, kv_len=mask.shape[-1], out_index=oi, xa=xa,
+                      rope=(rot.cos, rot.sin, k, v) if fused else None)  # [B, nh, T, hd] ([B, T, nh*hd] with oi)
         if xa is not None: return gptq_matmul(y, self.o_proj.packed, x_sorted=True)   # [B, 1, H]: no copy launch
     if oi is not None: return gptq_matmul(y, self.o_proj.packed, x_sorted=True)   # [B, T, H]: no gather launch
     return self.o_proj(y.transpose(1, 2).reshape(B, T, self.nh * self.hd))  # [B, T, H]
@@ -143,7 +145,8 @@ def use_kernels(model:Llama,
                 attn_out_sorted:bool=True,  # act-order `o`: attention writes its output in o's sorted order (no gather launch)
                 swiglu_in_copy:bool=True,   # 3-16 rows: down's copy of its input makes silu(gate) * up (no `silu_mul` launch)
                 add_in_norm:bool=True,      # each block's last residual add done by the next norm (no add launch)
-                xa_norm:bool=True           # 3-16 rows: norms (and decode attention) write the next matmul's input in fragment order
+                xa_norm:bool=True,          # 3-16 rows: norms (and decode attention) write the next matmul's input in fragment order
+                rope_in_attention:bool=True # decode: the attention kernel rotates q and k and writes the cache (no `rope` launch)
                ) -> Llama:
     "Run `model` on the Triton kernels."
     if (why := kernel_support(model)) is not None: raise ValueError(f"kernels not available: {why}")
@@ -160,6 +163,7 @@ def use_kernels(model:Llama,
     for b in model.model.layers:
         b._add_later, b._xa_norm = add_in_norm, xa_norm
         b.self_attn._xa_out = xa_norm                                   # decode's attention writes o's input the same way
+        b.self_attn._rope_attn = rope_in_attention
         if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted, swiglu_in_copy)
         else:
             b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = b.self_attn._o_inv = None

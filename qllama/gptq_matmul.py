@@ -833,7 +833,8 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
             t20, t21, t22, t23 = _step(w20, w21, w22, w23, a0, a1, a2, a3, t20, t21, t22, t23, kA2, kB2, kC2, kS2, z2, s2, BITS, st, ASM, NW, not FOLD)
             t30, t31, t32, t33 = _step(w30, w31, w32, w33, a0, a1, a2, a3, t30, t31, t32, t33, kA3, kB3, kC3, kS3, z3, s3, BITS, st, ASM, NW, not FOLD)
         if FOLD and GROUPED:                                               # the block lies in one group: its scales
-            o0, o1, o2, o3, o4, o5, o6, o7 = _oscales(s_ptr, tl.minimum(u // UPG, n_groups - 1), cc, N, u < ulim)
+            ublk = u - j                                                   # the block's first unit: every lane's sums span all four
+            o0, o1, o2, o3, o4, o5, o6, o7 = _oscales(s_ptr, tl.minimum(ublk // UPG, n_groups - 1), cc, N, ublk < ulim)
             c00 += t00 * o0; c01 += t01 * o4; c02 += t02 * o0; c03 += t03 * o4
             c10 += t10 * o1; c11 += t11 * o5; c12 += t12 * o1; c13 += t13 * o5
             c20 += t20 * o2; c21 += t21 * o6; c22 += t22 * o2; c23 += t23 * o6
@@ -959,13 +960,14 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
         return dict(KIND=kernel, CHUNK=chunk, SPLIT_K=1), 0, upg
     if kernel == 'mma':                                                    # batched decode: mma.sync on register fragments
         wide = N >= 32768                                                  # gate/up of a 70B
+        deep = K >= 2 * N                                                  # down
         can = p.group_size == -1 or p.group_size % 128 == 0                # a block of 128 rows lies in one group
-        fold = can and (fold if fold is not None else (p.group_size == -1 or wide))   # where it measured faster
-        nw = num_warps or (8 if wide and fold else 4)
+        fold = can and (fold if fold is not None else (p.group_size == -1 or wide or deep))   # where it measured faster
+        nw = num_warps or (8 if (wide or deep) and fold else 4)
         bn, bm, U = 32 * nw, 16, 4                                         # steps of 4 units, one per lane of a k-slot
         tiles = -(-N // bn) * -(-M // bm)
         if wide: per_sm = 1 if fold else 8                                 # programs per SM: gate/up folded, one split
-        else: per_sm = 4 if K >= 2 * N else 3                              # down; q/k/v and o
+        else: per_sm = (16 // nw if deep else 3)                           # down (2 of 8 warps, 4 of 4); q/k/v and o
         target = per_sm * _n_sms(device)
     elif kernel == 'gemv':                                                 # decode: the fp16x2 kernel, once per row
         wide = N >= 32768                                                  # gate/up of a 70B, not q/k/v, o, down

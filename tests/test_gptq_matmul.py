@@ -68,7 +68,8 @@ def test_matches_reference(bits, gs, sym):
     p = prepare(**t, bits=bits, group_size=gs, bias=bias)
     assert p.sym == sym
     for M, launch in [(1, {}), (1, dict(split_k=3, U=1)), (1, dict(U=2, num_warps=1)), (3, dict(U=4)), (5, dict(split_k=2)),
-                      (16, dict(num_warps=1)), (70, {}), (520, {}), (9, dict(kernel='dequant', chunk=128))]:
+                      (16, dict(num_warps=1)), (16, dict(fold=True, split_k=2)), (16, dict(fold=False)), (16, {}),   # scales folded
+                      (70, {}), (520, {}), (9, dict(kernel='dequant', chunk=128))]:   # or not: at 128g the short last block's lanes too
         x = torch.randn(M, K).half()
         ref = gptq_matmul_ref(x, **t, bias=bias, bits=bits)
         y = gptq_matmul(x, p, **launch)

@@ -108,6 +108,27 @@ def test_attention_decode(dt, nh, nkv, d, kw):
         assert o.shape == q.shape and rel_err(o, want) < TOLS[dt]
     assert rel_err(attention_prefill(q, kc, vc, pos, slots, 16, 16), want) < TOLS[dt]
 
+@pytest.mark.parametrize('dt', ATTN_DTYPES)
+@pytest.mark.parametrize('nh,nkv,d', [(8, 1, 16), (6, 2, 32), (4, 4, 64)] + ([(64, 8, 128)] if DEV == 'cuda' else []))   # + the 70B's heads
+@pytest.mark.parametrize('kw', [dict(BLOCK_N=16, target=64), dict(BLOCK_N=32, target=1), dict()])
+def test_attention_decode_rope(dt, nh, nkv, d, kw):
+    "RoPE and the cache write inside the decode kernel: the cache and output of `rope` then `attention_decode`."
+    torch.manual_seed(4)
+    B = 5
+    cos, sin = rope_tables(rope_inv_freq(tiny_config(head_dim=d), 160), 160, DEV)
+    qkv = randn(B, 1, (nh + 2 * nkv) * d, dt=dt)                        # as the joined q/k/v matmul leaves them
+    q, k, v = [t.view(B, 1, -1, d).transpose(1, 2) for t in qkv.split([nh * d, nkv * d, nkv * d], -1)]
+    kc0, vc0 = randn(6, nkv, 130, d, dt=dt), randn(6, nkv, 130, d, dt=dt)
+    pos, slots = torch.tensor([0, 129, 16, 15, 70], device=DEV), torch.tensor([5, 1, 0, 3, 2], device=DEV)
+    kc, vc, qr, kr = kc0.clone(), vc0.clone(), q.clone(), k.clone()
+    rope(qr, kr, cos, sin, pos, v, kc, vc, slots)
+    want = attention_decode(qr, kc, vc, pos, slots, **kw)
+    o = attention_decode(q, kc0, vc0, pos, slots, kv_len=130, rope=(cos, sin, k, v), **kw)
+    ulp = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dt]            # an fp32 fma rounded either way: one ulp at most
+    torch.testing.assert_close(kc0, kc, rtol=ulp, atol=1e-4); assert torch.equal(vc0, vc)
+    torch.testing.assert_close(o, want, rtol=ulp, atol=ulp)
+    assert rel_err(o, attention_ref(qr, kc, vc, pos, slots)) < TOLS[dt]
+
 def test_attention_errors():
     kc = randn(2, 2, 8, 16)
     with pytest.raises(ValueError, match='one query per row'): attention_decode(randn(2, 4, 2, 16), kc, kc, 0)
