@@ -4,7 +4,7 @@
 # compiles on 8 cores, then `qllama bench` on all six branches with its baselines. Repository root, GPU machine,
 # wheels carried in .whl/.
 source bench/proto/exllama_env.sh                                  # wheels, environment, ExLlamaV2 compiling ($B, $SRC)
-timeout 200 python3 -m pytest -q tests/test_gptq_matmul.py tests/test_kernels.py -k cuda -x 2>&1 | tail -2
+[ -n "$NO_TESTS" ] || timeout 200 python3 -m pytest -q tests/test_gptq_matmul.py tests/test_kernels.py -k cuda -x 2>&1 | tail -2
 [ -n "$NO_KERNEL_BENCH" ] || timeout 150 python3 bench/gptq_matmul_gpu.py --no-baselines --out $OUT > $OUT/gptq_matmul.log 2>&1; echo "kernel bench rc=$?"
 [ -n "$NO_KERNEL_BENCH" ] || grep -v "^{" $OUT/gptq_matmul.log | grep -E "^ *(main|gptq).* (1|16) " | grep -v "\[dot\]" | head -30
 wait $B; tail -1 $OUT/exllama_build.log
