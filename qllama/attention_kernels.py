@@ -8,10 +8,10 @@ import math
 import torch
 import triton
 import triton.language as tl
-from .gptq_matmul import FragmentX, xa_offset
+from .gptq_matmul import FragmentX, xa_offset, _counters
 
 # %% auto #0
-__all__ = ['attention_ref', 'attention_prefill', 'attention_decode', 'attention']
+__all__ = ['MERGE_MAX', 'attention_ref', 'attention_prefill', 'attention_decode', 'attention']
 
 # %% ../nbs/04d_attention.ipynb #94a1c9f9
 def attention_ref(q, # [B, nh, T, d] queries (already rotated)
@@ -135,7 +135,9 @@ def _attention_decode_kernel(q_ptr, k_ptr, v_ptr, po_ptr, pl_ptr, pos_ptr, slot_
                              NKV, G, CHUNK, qk_scale, # KV heads, query heads per KV head, keys per chunk, log2(e)/sqrt(d)
                              sqb, sqh, skb, skh, sks, # strides: q (batch, head), cache (slot, head, position)
                              kn_ptr, vn_ptr, cos_ptr, sin_ptr, snb, snh, svb, svh, s_tab, # ROPE only, see the docstring
-                             D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, ROPE: tl.constexpr = False):
+                             o_ptr, idx_ptr, cnt_ptr, sob, soh, n_pad, # MERGE only: the output, as the merge kernel takes it
+                             D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, ROPE: tl.constexpr = False,
+                             MERGE: tl.constexpr = False, BLOCK_S: tl.constexpr = 1, INDEX: tl.constexpr = False, XA: tl.constexpr = False):
     """Partial attention of one new token's G query heads over one chunk of its cache row.
     q_ptr: [B, NKV*G, 1, D] fp16/bf16, strides (sqb, sqh), last dim contiguous.
     k_ptr, v_ptr: [max_batch, NKV, max_seq, D] same dtype, shared strides (skb, skh, sks), last dim contiguous.
@@ -145,6 +147,9 @@ def _attention_decode_kernel(q_ptr, k_ptr, v_ptr, po_ptr, pl_ptr, pos_ptr, slot_
       keys (not rotated) and values, strides (snb, snh) and (svb, svh); cos_ptr, sin_ptr [n_pos, D] fp32 tables,
       row stride s_tab. Every program rotates its queries; the one whose chunk holds position pos[b] rotates the
       key, stores it and the value at pos[b] of the cache, and waits on a barrier before reading the chunk.
+    MERGE: the last of the n_split programs of (row, KV head) to finish merges their partials into o_ptr, as
+      `_attention_merge_kernel` does with its o_ptr, idx_ptr, sob, soh, n_pad, INDEX, XA (no merge launch);
+      cnt_ptr: int32 arrival counters, [B*NKV] zeros, left at zero. Needs BLOCK_S >= n_split.
     Assumes CHUNK is a multiple of BLOCK_N, BLOCK_G >= max(G, 16), and the row's keys 0..pos[b] are in the cache
     (0..pos[b] - 1 with ROPE)."""
     bg, c = tl.program_id(0), tl.program_id(1)
@@ -189,6 +194,30 @@ def _attention_decode_kernel(q_ptr, k_ptr, v_ptr, po_ptr, pl_ptr, pos_ptr, slot_
     lse = m_i + tl.log2(tl.maximum(l_i, 1e-30))                          # -inf (m_i) marks an empty chunk
     tl.store(pl_ptr + out, lse, mask=r < G)
     tl.store(po_ptr + out[:, None] * D + d[None, :], acc / tl.maximum(l_i, 1e-30)[:, None], mask=r[:, None] < G)
+    if MERGE:                                                            # the last program of (row, KV head) to arrive merges
+        tl.debug_barrier()                                               # every thread's partials are written...
+        count = tl.atomic_add(cnt_ptr + bg, 1, sem="acq_rel")            # ...before this release
+        if count == n_split - 1:
+            tl.atomic_xchg(cnt_ptr + bg, 0)
+            s = tl.arange(0, BLOCK_S)
+            rows = (out - c)[:, None] + s[None, :]                       # [BLOCK_G, BLOCK_S] every chunk of each head
+            ok = (r[:, None] < G) & (s[None, :] < n_split)
+            ls = tl.load(pl_ptr + rows, mask=ok, other=float('-inf'), cache_modifier=".cg")
+            mx = tl.where(r < G, tl.max(ls, 1), 0.0)                     # [BLOCK_G] (padding heads: 0, not -inf - -inf)
+            w = tl.exp2(ls - mx[:, None])                                # [BLOCK_G, BLOCK_S]: 0 for empty chunks
+            po = tl.load(po_ptr + rows[:, :, None] * D + d[None, None, :], mask=ok[:, :, None], other=0.0, cache_modifier=".cg")
+            o = tl.sum(po * w[:, :, None], 1) / tl.maximum(tl.sum(w, 1), 1e-30)[:, None]   # [BLOCK_G, D]
+            _store_out(o_ptr, idx_ptr, o, b, (g * G + r)[:, None], d[None, :], (r < G)[:, None], sob, soh, n_pad, D, INDEX, XA)
+
+@triton.jit
+def _store_out(o_ptr, idx_ptr, o, b, h, d, ok, sob, soh, n_pad, D: tl.constexpr, INDEX: tl.constexpr, XA: tl.constexpr):
+    "Store element d of head h of row b (broadcastable tensors, `ok` masking) where `attention_decode` returns it."
+    if XA:                                                               # the fragment kernel's A order, for the o matmul
+        col = tl.load(idx_ptr + h * D + d, mask=ok) if INDEX else h * D + d
+        tl.store(o_ptr + xa_offset(b, col, n_pad), o.to(o_ptr.dtype.element_ty), mask=ok)
+    else:
+        col = tl.load(idx_ptr + h * D + d, mask=ok) if INDEX else h * soh + d   # where each element goes in the row
+        tl.store(o_ptr + b * sob + col, o.to(o_ptr.dtype.element_ty), mask=ok)
 
 @triton.jit
 def _attention_merge_kernel(po_ptr, pl_ptr, o_ptr, idx_ptr, NH, n_split, sob, soh, n_pad, # see the docstring
@@ -206,14 +235,11 @@ def _attention_merge_kernel(po_ptr, pl_ptr, o_ptr, idx_ptr, NH, n_split, sob, so
     w = tl.exp2(lse - tl.max(lse, 0))                                    # [BLOCK_S]: 0 for empty chunks
     po = tl.load(po_ptr + (bh * n_split + s)[:, None] * D + d[None, :], mask=(s < n_split)[:, None], other=0.0)  # [BLOCK_S, D]
     o = tl.sum(po * w[:, None], 0) / tl.sum(w, 0)                        # [D]
-    if XA:                                                               # the fragment kernel's A order, for the o matmul
-        col = tl.load(idx_ptr + h * D + d) if INDEX else h * D + d
-        tl.store(o_ptr + xa_offset(b, col, n_pad), o.to(o_ptr.dtype.element_ty))
-    else:
-        col = tl.load(idx_ptr + h * D + d) if INDEX else h * soh + d    # [D]: where each element goes in the row
-        tl.store(o_ptr + b * sob + col, o.to(o_ptr.dtype.element_ty))
+    _store_out(o_ptr, idx_ptr, o, b, h, d, d < D, sob, soh, n_pad, D, INDEX, XA)
 
 # %% ../nbs/04d_attention.ipynb #3c3664e4
+MERGE_MAX = 4  # decode with at most this many chunks per (row, KV head): the last one to finish merges them, no merge launch
+
 def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries (not yet rotated with `rope`)
                      k_cache, # [max_batch, nkv, max_seq, d] one layer of the cache, new keys already written (with `rope`: not yet)
                      v_cache, # like k_cache
@@ -225,6 +251,7 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries (not yet
                      out_index:torch.Tensor|None=None, # int32 [nh*d]: write row element (h, i) at column out_index[h*d + i]
                      xa=None, # (int32 buffer, n_pad) from `xa_buffer`: write the [B, 1, nh*d] rows there in fragment order
                      rope=None, # (cos, sin, k, v): rotate q and the new keys k [B, nkv, 1, d] here, and write them and v to the cache
+                     merge_max:int|None=None, # at most this many chunks are merged by the decode kernel itself; None: `MERGE_MAX`
                     ): # [B, nh, 1, d], a view of a [B, 1, nh, d] tensor; with out_index [B, 1, nh*d]; with xa a FragmentX
     "Attention of one new token per row over its cache prefix, split over the keys and merged (flash-decoding)."
     _check_attention(q, k_cache, v_cache, slots)
@@ -248,10 +275,6 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries (not yet
         rargs = (kn, vn, cos, sin, kn.stride(0), kn.stride(1), vn.stride(0), vn.stride(1), cos.stride(0))
     else:
         rargs = (q, q, q, q, 0, 0, 0, 0, 0)                              # not read
-    _attention_decode_kernel[(B * nkv, n_split)](q, k_cache, v_cache, po, pl, pos_t, slot_t, nkv, G, chunk,
-                                                 1.4426950408889634 / math.sqrt(d), q.stride(0), q.stride(1),
-                                                 *k_cache.stride()[:3], *rargs, D=d, BLOCK_G=max(16, triton.next_power_of_2(G)),
-                                                 BLOCK_N=BLOCK_N, ROPE=rope is not None, num_warps=4)
     if out_index is not None and (out_index.shape != (nh * d,) or out_index.dtype != torch.int32):
         raise ValueError(f"out_index must be int32 [{nh * d}]")
     if xa is not None:
@@ -261,10 +284,17 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries (not yet
         o = torch.empty(B, 1, nh * d, dtype=q.dtype, device=q.device)    # [B, 1, nh*d] in out_index's order
     else:
         o = torch.empty(B, 1, nh, d, dtype=q.dtype, device=q.device).transpose(1, 2)  # [B, nh, 1, d] view
-    _attention_merge_kernel[(B * nh,)](po, pl, o, o if out_index is None else out_index, nh, n_split, o.stride(0),
-                                       o.stride(-1) if xa is not None else o.stride(1), 0 if xa is None else xa[1], D=d,
-                                       BLOCK_S=triton.next_power_of_2(n_split), INDEX=out_index is not None,
-                                       XA=xa is not None, num_warps=4)
+    oargs = (o, o if out_index is None else out_index)                   # where and how the merged rows go
+    ostr = (o.stride(0), o.stride(-1) if xa is not None else o.stride(1), 0 if xa is None else xa[1])
+    oflags = dict(BLOCK_S=triton.next_power_of_2(n_split), INDEX=out_index is not None, XA=xa is not None)
+    merge = n_split <= (MERGE_MAX if merge_max is None else merge_max)  # few chunks: the decode kernel merges them
+    _attention_decode_kernel[(B * nkv, n_split)](q, k_cache, v_cache, po, pl, pos_t, slot_t, nkv, G, chunk,
+                                                 1.4426950408889634 / math.sqrt(d), q.stride(0), q.stride(1),
+                                                 *k_cache.stride()[:3], *rargs, *oargs, _counters(q.device, B * nkv) if merge else o,
+                                                 *ostr, D=d, BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_N=BLOCK_N,
+                                                 ROPE=rope is not None, MERGE=merge, **oflags, num_warps=4)
+    if not merge:
+        _attention_merge_kernel[(B * nh,)](po, pl, *oargs, nh, n_split, *ostr, D=d, **oflags, num_warps=4)
     return FragmentX(xa[0], (B, 1, nh * d), xa[1]) if xa is not None else o
 
 # %% ../nbs/04d_attention.ipynb #9994da60

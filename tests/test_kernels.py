@@ -96,7 +96,8 @@ def test_attention_prefill(dt, nh, nkv, d, T, blocks):
 
 @pytest.mark.parametrize('dt', ATTN_DTYPES)
 @pytest.mark.parametrize('nh,nkv,d', [(8, 1, 16), (6, 2, 32), (4, 4, 64)])
-@pytest.mark.parametrize('kw', [dict(BLOCK_N=16, target=64), dict(BLOCK_N=32, target=1), dict()])
+@pytest.mark.parametrize('kw', [dict(BLOCK_N=16, target=64), dict(BLOCK_N=16, target=64, merge_max=16), dict(BLOCK_N=32, target=1),
+                                dict(merge_max=0), dict()])   # up to 9 chunks: the merge kernel, or the decode kernel's merge
 def test_attention_decode(dt, nh, nkv, d, kw):
     torch.manual_seed(3)
     kc, vc = randn(6, nkv, 130, d, dt=dt), randn(6, nkv, 130, d, dt=dt)
@@ -110,7 +111,7 @@ def test_attention_decode(dt, nh, nkv, d, kw):
 
 @pytest.mark.parametrize('dt', ATTN_DTYPES)
 @pytest.mark.parametrize('nh,nkv,d', [(8, 1, 16), (6, 2, 32), (4, 4, 64)] + ([(64, 8, 128)] if DEV == 'cuda' else []))   # + the 70B's heads
-@pytest.mark.parametrize('kw', [dict(BLOCK_N=16, target=64), dict(BLOCK_N=32, target=1), dict()])
+@pytest.mark.parametrize('kw', [dict(BLOCK_N=16, target=64), dict(BLOCK_N=32, target=1), dict(merge_max=0), dict()])
 def test_attention_decode_rope(dt, nh, nkv, d, kw):
     "RoPE and the cache write inside the decode kernel: the cache and output of `rope` then `attention_decode`."
     torch.manual_seed(4)

@@ -1,4 +1,4 @@
-"""A/B of six decode options on the whole random 70B, in one process (timed on an H200 2026-11-29: all now on by default):
+"""A/B of seven decode options on the whole random 70B, in one process (timed on an H200 2026-11-29: all now on by default):
 
 - `attn`: `use_kernels(..., attn_out_sorted=True)`: attention's merge writes its output straight into `o`'s sorted
   order, so at batch 1-2 `o` needs no gather launch of its own (from 3 rows the fragment kernel's copy gathers anyway);
@@ -9,11 +9,13 @@
 - `xa`: `use_kernels(..., xa_norm=True)`: from 3 to 16 rows the norms write q/k/v's and gate/up's input, and
   decode's attention o's (with `attn` where o is act-order), in the fragment kernel's order (no copy launch); batch 16 only;
 - `rope`: `use_kernels(..., rope_in_attention=True)`: decode's attention kernel rotates q and the new key and writes the
-  cache itself (no `rope` launch); added 2026-11-29, with `norope` (all but this one) to time it against `all`.
+  cache itself (no `rope` launch); added 2026-11-29, with `norope` (all but this one) to time it against `all`;
+- `merge`: `attention_kernels.MERGE_MAX = 4`: with at most 4 chunks per (row, KV head) the decode attention kernel's
+  last program merges them (no merge launch); 0: the merge kernel always. `nomerge`: all but this one.
 
-Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `resid`, `xa`, `rope`, `norope`, `all`
+Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `resid`, `xa`, `rope`, `merge`, `norope`, `nomerge`, `all`
 (or the `--variants` given), that cycle repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy`, `Block._add_later`,
-`Block._xa_norm`, `Attention._rope_attn` and the module constant change; each
+`Block._xa_norm`, `Attention._rope_attn` and the two module constants change; each
 measurement captures new graphs), batch 1 at context 128 and batch 16; one eager decode step of 4 rows under each
 gives the same logits bit for bit (checked). Without groups (`main`, 3-bit no group) `attn` and `chunks` change
 nothing.
@@ -23,13 +25,13 @@ nothing.
 """
 import argparse, gc, json, os, statistics
 import torch
-from qllama import norm_kernels
+from qllama import norm_kernels, attention_kernels
 from qllama.bench import build_model, copy_bandwidth, bench_decode
 from qllama.fast import use_kernels
 from qllama.generate import decode_step
 from qllama.model import KVCache
 
-VARIANTS = ('base', 'attn', 'chunks', 'swiglu', 'resid', 'xa', 'rope', 'norope', 'all')
+VARIANTS = ('base', 'attn', 'chunks', 'swiglu', 'resid', 'xa', 'rope', 'merge', 'norope', 'nomerge', 'all')
 BRANCHES = 'main,gptq-4bit-128g-actorder_True,gptq-4bit-32g-actorder_True,gptq-3bit-128g-actorder_True,gptq-3bit-32g-actorder_True'
 
 def main():
@@ -59,7 +61,7 @@ def main():
         perms = [l.self_attn.o_proj.packed.perm for l in layers]
         inv = [None if P is None else torch.argsort(P.long()).int() for P in perms]
         def mode(v):
-            on = lambda o: v in (o, 'all') or (v == 'norope' and o != 'rope')
+            on = lambda o: v in (o, 'all') or (v.startswith('no') and o != v[2:])   # `noX`: all but X
             for l, i in zip(layers, inv):
                 l.self_attn._o_inv = i if on('attn') else None
                 l.mlp._swiglu_copy = on('swiglu') and l.mlp._gate_up is not None
@@ -67,6 +69,7 @@ def main():
                 l._xa_norm = l.self_attn._xa_out = on('xa')
                 l.self_attn._rope_attn = on('rope')
             norm_kernels.SRC_CHUNKS = 8 if on('chunks') else 1
+            attention_kernels.MERGE_MAX = 4 if on('merge') else 0
         cfg = m.config.llama
         c = KVCache(cfg, 4, 128, torch.float16, dev)                    # 4 rows: the fragment kernel, so swiglu is used
         tok, slot = torch.tensor([17, 3, 99, 5], device=dev), torch.arange(4, device=dev)
