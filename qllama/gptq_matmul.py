@@ -949,7 +949,7 @@ def _n_sms(device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 4
 
 def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, bcast=True,
-                   kernel=None, chunk=None, even=None, fold=None):
+                   kernel=None, chunk=None, even=None, fold=None, maxnreg=None):
     "Kernel choice ('gemv', 'mma', 'dot' or 'dequant'), tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
     n_units = -(-K // 32)
     upg = p.group_size // 32 if p.group_size != -1 else 1
@@ -1003,7 +1003,7 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     iters = -(-n_units // (split * U))                                     # units per split, in steps of U
     split = -(-n_units // (iters * U))                                     # no empty splits
     return dict(KIND=kernel, U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast,
-                EVEN=ev, FOLD=kernel == 'mma' and fold), tiles, upg
+                EVEN=ev, FOLD=kernel == 'mma' and fold, maxnreg=maxnreg), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
 def _kernel_config(M, N, K, p:GPTQPacked, device, launch:dict):
@@ -1035,7 +1035,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
                 swiglu:bool=False,   # x holds [gate | up] in sorted order; multiply silu(gate) * up (only where `takes_swiglu`)
-                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold: override the launch
+                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold, maxnreg: override the launch
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`: one Triton launch (two for 3 to 16 rows, or act-order and unsorted x)."
     K, N = p.in_features, p.out_features
@@ -1081,7 +1081,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
         _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
             xa, *common, n_pad, y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), NW=cfg['num_warps'],
-            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], FOLD=cfg['FOLD'], num_warps=cfg['num_warps'])
+            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], FOLD=cfg['FOLD'], num_warps=cfg['num_warps'], maxnreg=cfg['maxnreg'])
     elif cfg['KIND'] == 'gemv':
         xp = x2.view(torch.int32)                                          # [M, K/2] pairs
         _gemv_kernel[(-(-N // cfg['BLOCK_N']), M, cfg['SPLIT_K'])](

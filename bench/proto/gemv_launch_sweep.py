@@ -13,7 +13,9 @@ through 3 distinct layers (the weights never sit in L2). Every configuration is 
     PYTHONPATH=. python bench/proto/gemv_launch_sweep.py --out $OUT [--branches 4:-1,3:128] [--deadline 420]
 
 `--m 16` sweeps the fragment kernel (3-16 rows) instead: warps 4 / 8, folded scales or not (where a block of 128 rows
-lies in one group), split-K for 0.5 to 8 programs per SM; records go to `mma_launch_sweep_<card>.json`.
+lies in one group), split-K for 0.5 to 8 programs per SM; records go to `mma_launch_sweep_<card>.json`. With
+`--regs 96,80` it sweeps instead register caps (`maxnreg`: more resident programs per SM, at the price of spills)
+against split-K for 3 to 8 programs per SM, 4 warps, the default folding (`mma_regs_<card>.json`).
 
 `--confirm` times, per branch and shape, the launcher's choice against its choice before this sweep (`old_launch`),
 alternating the two three times in one process, and checks that they agree.
@@ -23,10 +25,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
 SHAPES = ('qkv', 'o', 'down', 'gate_up')
 
-def configs(s, K, N, bits, gs, sms, M=1):
+def configs(s, K, N, bits, gs, sms, M=1, regs=None):
     "The launch overrides to try for one shape: dicts of gptq_matmul's launch keywords."
     n_units, upg = K // 32, (gs // 32 if gs != -1 else 1)
     out, seen = [], set()
+    if M > 2 and regs:                                                     # register caps against programs per SM
+        for r, per_sm in itertools.product([None] + regs, (3, 4, 5, 6, 8)):
+            kw = dict(num_warps=4, split_k=max(1, min(n_units // 4, round(per_sm * sms / -(-N // 128)))), maxnreg=r)
+            key = tuple(sorted(kw.items(), key=str))
+            if key not in seen: seen.add(key); out.append(kw)
+        return out
     if M > 2:                                                              # the fragment kernel: 4 units a step, 32 columns a warp
         folds = (False, True) if gs == -1 or gs % 128 == 0 else (False,)
         for nw, fold, per_sm in itertools.product((4, 8), folds, (0.5, 1, 2, 3, 4, 6, 8)):
@@ -131,6 +139,7 @@ def main():
     ap.add_argument('--deadline', type=float, default=420, help='seconds after which no new configuration is timed')
     ap.add_argument('--confirm', action='store_true', help='the launcher against its old choice, per shape (M = 1)')
     ap.add_argument('--m', type=int, default=1, help='rows: 1 (the fp16x2 kernel) or 3-16 (the fragment kernel)')
+    ap.add_argument('--regs', default='', help='with --m > 2: register caps to sweep (maxnreg), e.g. 96,80')
     args = ap.parse_args()
     if args.confirm: return confirm(args)
     t0 = time.time()
@@ -142,7 +151,8 @@ def main():
     branches = [tuple(int(v) for v in b.split(':')) for b in args.branches.split(',')]
     shapes = args.shapes.split(',')
     M = args.m
-    plan = [(bits, gs, s, kw) for bits, gs in branches for s in shapes for kw in configs(s, *JOINED[s], bits, gs, sms, M)]
+    regs = [int(r) for r in args.regs.split(',') if r]
+    plan = [(bits, gs, s, kw) for bits, gs in branches for s in shapes for kw in configs(s, *JOINED[s], bits, gs, sms, M, regs)]
     print(f"{card}: {len(plan)} configurations, compiling in {args.workers} processes", flush=True)
     ctx = mp.get_context('spawn')
     procs = [ctx.Process(target=compile_worker, args=(plan[i::args.workers], M)) for i in range(args.workers)]
@@ -151,7 +161,7 @@ def main():
     print(f"compiled in {time.time() - t0:.0f} s", flush=True)
     bw = copy_bandwidth(dev)
     recs = [dict(card=card, metric='copy_bandwidth', value=bw, unit='GB/s')]
-    path = os.path.join(args.out, f"{'gemv' if M <= 2 else 'mma'}_launch_sweep_{card.replace(' ', '_')}.json")
+    path = os.path.join(args.out, f"{'gemv_launch_sweep' if M <= 2 else 'mma_regs' if regs else 'mma_launch_sweep'}_{card.replace(' ', '_')}.json")
     os.makedirs(args.out, exist_ok=True)
     for bits, gs in branches:
         name = branch_name(bits, gs)
@@ -168,7 +178,7 @@ def main():
                              fraction_of_floor=floor / us0))
             print(f"{name[:16]:<16} {s:<7} default {recs[-1]['launch']} {us0:6.1f} us {floor / us0:4.0%}", flush=True)
             best = (us0, 'default')
-            for kw in configs(s, K, N, bits, gs, sms, M):
+            for kw in configs(s, K, N, bits, gs, sms, M, regs):
                 if time.time() - t0 > args.deadline: break
                 try:
                     e = relerr(gm.gptq_matmul(x, layers[0][s], x_sorted=True, **kw), ref)
