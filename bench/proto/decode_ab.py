@@ -17,7 +17,8 @@ Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chu
 (or the `--variants` given), that cycle repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy`, `Block._add_later`,
 `Block._xa_norm`, `Attention._rope_attn` and the two module constants change; each
 measurement captures new graphs), batch 1 at context 128 and batch 16; one eager decode step of 4 rows under each
-gives the same logits bit for bit (checked). Without groups (`main`, 3-bit no group) `attn` and `chunks` change
+gives the same logits bit for bit (checked; on the GPU not with `rope`, whose rotation may round a cached key the
+other way: each record keeps its largest difference to `base`, `max_abs_logit_diff_base`). Without groups (`main`, 3-bit no group) `attn` and `chunks` change
 nothing.
 
     PYTHONPATH=. python bench/proto/decode_ab.py --out $OUT [--branches gptq-4bit-128g-actorder_True,...] [--variants norope,all --tag decode_ab_rope]
