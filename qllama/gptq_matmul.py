@@ -1088,10 +1088,11 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
             xp, *common, xp.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), U=cfg['U'],
             BLOCK_N=cfg['BLOCK_N'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], EVEN=cfg['EVEN'],
-            V4=cfg['EVEN'] and _asm_ok(x.device) and xp.stride(0) % 4 == 0 and xp.data_ptr() % 16 == 0, num_warps=cfg['num_warps'])
+            V4=cfg['EVEN'] and _asm_ok(x.device) and xp.stride(0) % 4 == 0 and xp.data_ptr() % 16 == 0, num_warps=cfg['num_warps'],
+            maxnreg=cfg['maxnreg'])
     else:
         _dot_kernel[(-(-N // cfg['BLOCK_N']), -(-M // cfg['BLOCK_M']), cfg['SPLIT_K'])](
             x2, *common, x2.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, ZERO_OFFSET=p.zero_offset,
             HAS_BIAS=p.bias is not None, BCAST=cfg['BCAST'], U=cfg['U'], BLOCK_M=cfg['BLOCK_M'], BLOCK_N=cfg['BLOCK_N'],
-            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'], num_stages=3)
+            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'], num_stages=3, maxnreg=cfg['maxnreg'])
     return y.reshape(*lead, N)
