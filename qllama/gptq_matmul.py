@@ -14,7 +14,8 @@ from .gptq import unpack_rows, unpack_cols, dequantize
 
 # %% auto #0
 __all__ = ['gptq_matmul_bytes', 'gptq_matmul_ref', 'group_order', 'GPTQPacked', 'prepare', 'concat', 'xa_offset', 'FragmentX',
-           'xa_buffer', 'dequantize_sorted', 'xa_layout', 'xa_target', 'takes_swiglu', 'gptq_matmul']
+           'xa_buffer', 'dequantize_sorted', 'xa_layout', 'xa_target', 'takes_swiglu', 'takes_swiglu_out',
+           'gptq_matmul']
 
 # %% ../nbs/04_gptq_matmul.ipynb #1ff0d2f3
 def gptq_matmul_bytes(in_features:int,  # rows of W
@@ -281,9 +282,26 @@ def _words(qw_ptr, u, n, n_ok, N, n_units, BITS: tl.constexpr, EVEN: tl.constexp
     return w0, w1, w2, w3
 
 @triton.jit
+def _store_y(v, rows, rows_ok, n, n_ok, stride_ym, y_ptr, SWIGLU: tl.constexpr):
+    """Store the fp32 outputs `v` [R, BN] at rows `rows`, columns `n` of y. SWIGLU: v holds BN/2 gate columns then the
+    same BN/2 up columns; y gets silu(gate) * up at the gate columns, each rounded to y's dtype first (as `silu_mul` of
+    gate/up's output)."""
+    if SWIGLU:
+        R: tl.constexpr = v.shape[0]
+        H: tl.constexpr = v.shape[1] // 2
+        h = v.to(y_ptr.dtype.element_ty).to(tl.float32)
+        g, u = tl.split(tl.permute(tl.reshape(h, [R, 2, H]), (0, 2, 1)))  # [R, BN/2] each
+        j, _ = tl.split(tl.permute(tl.reshape(n, [2, H]), (1, 0)))         # [BN/2] the gate columns
+        ok, _ = tl.split(tl.permute(tl.reshape(n_ok.to(tl.int32), [2, H]), (1, 0)))
+        tl.store(y_ptr + rows[:, None] * stride_ym + j[None, :], (g * tl.sigmoid(g) * u).to(y_ptr.dtype.element_ty),
+                 mask=rows_ok[:, None] & (ok != 0)[None, :])
+    else:
+        tl.store(y_ptr + rows[:, None] * stride_ym + n[None, :], v.to(y_ptr.dtype.element_ty), mask=rows_ok[:, None] & n_ok[None, :])
+
+@triton.jit
 def _finish(acc, rows, rows_ok, n, n_ok, pid_k, M, N, stride_ym, bias_ptr, y_ptr, part_ptr, cnt_ptr, tile,
-            HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
-    "Write `acc` [R, BN] (rows `rows` of y, columns `n`): directly, or through the split-K workspace."
+            HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr, SWIGLU: tl.constexpr = False):
+    "Write `acc` [R, BN] (rows `rows` of y, columns `n`; `_store_y`): directly, or through the split-K workspace."
     out_ok = rows_ok[:, None] & n_ok[None, :]
     if SPLIT_K > 1:
         tl.store(part_ptr + (pid_k * M + rows[:, None]) * N + n[None, :], acc, mask=out_ok)
@@ -295,12 +313,12 @@ def _finish(acc, rows, rows_ok, n, n_ok, pid_k, M, N, stride_ym, bias_ptr, y_ptr
                 acc += tl.load(part_ptr + (sk * M + rows[:, None]) * N + n[None, :], mask=out_ok, other=0.0, cache_modifier=".cg")  # from L2, not a stale L1
             if HAS_BIAS:
                 acc += tl.load(bias_ptr + n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-            tl.store(y_ptr + rows[:, None] * stride_ym + n[None, :], acc.to(y_ptr.dtype.element_ty), mask=out_ok)
+            _store_y(acc, rows, rows_ok, n, n_ok, stride_ym, y_ptr, SWIGLU)
             tl.atomic_xchg(cnt_ptr + tile, 0)                              # ready for the next call
     else:
         if HAS_BIAS:
             acc += tl.load(bias_ptr + n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-        tl.store(y_ptr + rows[:, None] * stride_ym + n[None, :], acc.to(y_ptr.dtype.element_ty), mask=out_ok)
+        _store_y(acc, rows, rows_ok, n, n_ok, stride_ym, y_ptr, SWIGLU)
 
 @triton.jit
 def _group_scales(s_ptr, u0, n, n_ok, N, n_groups, UPG: tl.constexpr, GROUPED: tl.constexpr, U: tl.constexpr, EVEN: tl.constexpr):
@@ -359,7 +377,7 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
                  BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
                  ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
                  U: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr,
-                 EVEN: tl.constexpr, V4: tl.constexpr):
+                 EVEN: tl.constexpr, V4: tl.constexpr, SWIGLU: tl.constexpr = False):
     """y[m] = x[m] @ W + bias for BLOCK_N columns and ITERS*U units (program ids: N tile, row m, split).
 
     x_ptr   int32 [M, K/2] activation pairs (fp16 x in sorted row order, read as int32), row stride stride_xm
@@ -370,11 +388,20 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
     part_ptr fp32 [SPLIT_K, M, N] workspace and cnt_ptr int32 [tiles] arrival counters (only if SPLIT_K > 1)
     UPG: units per group (group_size // 32) when GROUPED; U divides UPG or UPG divides U.
     EVEN: the splits cover the units exactly and BLOCK_N divides N (no masks); V4: x read 128 bits at a time.
+    SWIGLU: W's columns are [gate | up] (N/2 each); a program takes BLOCK_N/2 gate columns and the same up columns and
+    y_ptr fp16 [M, N/2] gets silu(gate) * up (`_store_y`).
     """
     C: tl.constexpr = 1 << (BITS - 1)
     pid_n = tl.program_id(0); m = tl.program_id(1); pid_k = tl.program_id(2)
-    n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_ok = n < N
+    if SWIGLU:                                                             # BLOCK_N/2 gate columns, then the same up columns
+        HB: tl.constexpr = BLOCK_N // 2
+        jl = tl.arange(0, BLOCK_N)
+        col = pid_n * HB + jl % HB                                         # [BN] the gate/up column pair
+        n = col + (jl // HB) * (N // 2)
+        n_ok = col < N // 2
+    else:
+        n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_ok = n < N
     GT: tl.constexpr = (U // UPG if U >= UPG else 1) if GROUPED else 1  # groups per step
     acc = tl.zeros([GT, BLOCK_N], tl.float32)                              # per group of the step, summed after the loop
     xrow = x_ptr + m * stride_xm
@@ -401,7 +428,7 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
         acc = acc * (C * tl.load(s_ptr + n, mask=n_ok, other=0.0).to(tl.float32))
     rows = m + tl.zeros([1], tl.int32)
     _finish(acc[None, :], rows, rows < M, n, n_ok, pid_k, M, N, stride_ym, bias_ptr, y_ptr, part_ptr, cnt_ptr,
-            m * tl.num_programs(0) + pid_n, HAS_BIAS, SPLIT_K)
+            m * tl.num_programs(0) + pid_n, HAS_BIAS, SPLIT_K, SWIGLU)
 
 # %% ../nbs/04_gptq_matmul.ipynb #7bf83578
 @triton.jit
@@ -1031,10 +1058,15 @@ def takes_swiglu(M:int, p:GPTQPacked, device, **launch) -> bool:
     "Whether `gptq_matmul(x, p, swiglu=True)` runs for `M` rows: the fragment kernel makes silu(gate) * up as it copies x."
     return xa_layout(M, p, device, **launch) is not None
 
+def takes_swiglu_out(M:int, p:GPTQPacked, device, **launch) -> bool:
+    "Whether `gptq_matmul(x, p, swiglu_out=True)` runs for `M` rows: the batch-1 kernel's tail makes silu(gate) * up of its output."
+    return p.out_features % 2 == 0 and _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]['KIND'] == 'gemv'
+
 def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swiglu), or x already in fragment order
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
                 swiglu:bool=False,   # x holds [gate | up] in sorted order; multiply silu(gate) * up (only where `takes_swiglu`)
+                swiglu_out:bool=False, # p's columns are [gate | up]: return silu(gate) * up, [..., out/2] (only where `takes_swiglu_out`)
                 **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold, maxnreg: override the launch
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`: one Triton launch (two for 3 to 16 rows, or act-order and unsorted x)."
@@ -1048,6 +1080,8 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
     perm = p.perm if p.perm is not None and not x_sorted else None         # x still to be put in sorted row order
     if swiglu and (cfg['KIND'] != 'mma' or perm is not None):
         raise ValueError("swiglu is made by the fragment kernel's copy of x (3-16 rows, x sorted): see takes_swiglu")
+    if swiglu_out and (cfg['KIND'] != 'gemv' or N % 2):
+        raise ValueError("swiglu_out is made by the batch-1 kernel's tail (1-2 rows, even out_features): see takes_swiglu_out")
     fx = x if isinstance(x, FragmentX) else None
     if fx is not None:                                                     # a producer wrote x in fragment order already
         if swiglu or perm is not None or cfg['KIND'] != 'mma' or fx.n_pad != _n_pad(cfg):
@@ -1068,8 +1102,8 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
             w = dequantize_sorted(p, n0, nc, out=buf[:K * nc].view(K, nc))  # [K, nc]
             torch.mm(x2, w, out=y[:, n0:n0 + nc])                          # straight into y's columns (cuBLAS takes the row stride)
         if p.bias is not None: y += p.bias
-        return y.reshape(*lead, N)
-    y = torch.empty(M, N, dtype=x.dtype, device=x.device)
+        return y.reshape(*lead, y.shape[-1])
+    y = torch.empty(M, N // 2 if swiglu_out else N, dtype=x.dtype, device=x.device)
     split = cfg['SPLIT_K'] > 1
     part = _workspace(x.device, cfg['SPLIT_K'] * M * N) if split else y
     cnt = _counters(x.device, tiles * (M if cfg['KIND'] == 'gemv' else 1)) if split else y
@@ -1088,11 +1122,11 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
             xp, *common, xp.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), U=cfg['U'],
             BLOCK_N=cfg['BLOCK_N'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], EVEN=cfg['EVEN'],
-            V4=cfg['EVEN'] and _asm_ok(x.device) and xp.stride(0) % 4 == 0 and xp.data_ptr() % 16 == 0, num_warps=cfg['num_warps'],
-            maxnreg=cfg['maxnreg'])
+            V4=cfg['EVEN'] and _asm_ok(x.device) and xp.stride(0) % 4 == 0 and xp.data_ptr() % 16 == 0, SWIGLU=swiglu_out,
+            num_warps=cfg['num_warps'], maxnreg=cfg['maxnreg'])
     else:
         _dot_kernel[(-(-N // cfg['BLOCK_N']), -(-M // cfg['BLOCK_M']), cfg['SPLIT_K'])](
             x2, *common, x2.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, ZERO_OFFSET=p.zero_offset,
             HAS_BIAS=p.bias is not None, BCAST=cfg['BCAST'], U=cfg['U'], BLOCK_M=cfg['BLOCK_M'], BLOCK_N=cfg['BLOCK_N'],
             SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], num_warps=cfg['num_warps'], num_stages=3, maxnreg=cfg['maxnreg'])
-    return y.reshape(*lead, N)
+    return y.reshape(*lead, y.shape[-1])

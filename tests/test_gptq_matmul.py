@@ -13,6 +13,7 @@ from qllama.config import QuantConfig
 from qllama.gptq import QuantLinear, quantize_rtn, unpack_rows, pack_cols
 from qllama import gptq_matmul as gm
 from qllama.gptq_matmul import gptq_matmul, gptq_matmul_ref, group_order, prepare
+from qllama.norm_kernels import silu_mul
 
 
 def relerr(a, b): return ((a.float() - b.float()).norm() / b.float().norm()).item()
@@ -172,6 +173,18 @@ def test_even_splits_match_masked(bits, gs, sym, U, split):
     assert relerr(y, gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2
 
 
+@pytest.mark.parametrize('bits,gs,sym', [(4, 64, False), (3, 128, True), (4, -1, True)])
+@pytest.mark.parametrize('M,launch', [(1, {}), (2, dict(split_k=5, U=1)), (1, dict(U=4, split_k=2)), (1, dict(block_n=64, num_warps=1, split_k=4, U=1))])
+def test_swiglu_in_tail_is_silu_mul(bits, gs, sym, M, launch):
+    "Batch-1 kernel with [gate | up] columns: the tail's silu(gate) * up equals gate/up then `silu_mul`, bit for bit (masked and even splits)."
+    for K, N in ((416, 160), (512, 256)):                                  # 13 units: masks; 16 units, 2 x 128 columns: even splits
+        t = gptq_tensors(bits, gs, K, N, seed=K + N, sym=sym)
+        p = prepare(**t, bits=bits, group_size=gs, bias=torch.randn(N).half())
+        x = torch.randn(M, K).half()
+        y = gptq_matmul(x, p, swiglu_out=True, **launch)
+        assert y.shape == (M, N // 2) and torch.equal(y, silu_mul(gptq_matmul(x, p, **launch)))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 @pytest.mark.parametrize('bits,gs,sym', [(b, g, s) for b in (4, 3) for g in (-1, 128, 32) for s in (True, False)])
 def test_cuda_70b_shape(bits, gs, sym):
@@ -197,3 +210,4 @@ def test_cuda_even_at_gate_up_and_down(bits, gs):
         y = gptq_matmul(x, p)
         assert relerr(y, gptq_matmul(x, p, even=False)) < 1e-3
         assert relerr(y, gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2
+        if N > K: assert torch.equal(gptq_matmul(x, p, swiglu_out=True), silu_mul(y))   # gate/up: SwiGLU in the tail, V4 loads

@@ -1,4 +1,4 @@
-"""A/B of seven decode options on the whole random 70B, in one process (timed on an H200 2026-11-29: all now on by default):
+"""A/B of eight decode options on the whole random 70B, in one process (timed on an H200 2026-11-29: all now on by default):
 
 - `attn`: `use_kernels(..., attn_out_sorted=True)`: attention's merge writes its output straight into `o`'s sorted
   order, so at batch 1-2 `o` needs no gather launch of its own (from 3 rows the fragment kernel's copy gathers anyway);
@@ -11,12 +11,14 @@
 - `rope`: `use_kernels(..., rope_in_attention=True)`: decode's attention kernel rotates q and the new key and writes the
   cache itself (no `rope` launch); added 2026-11-29, with `norope` (all but this one) to time it against `all`;
 - `merge`: `attention_kernels.MERGE_MAX = 4`: with at most 4 chunks per (row, KV head) the decode attention kernel's
-  last program merges them (no merge launch); 0: the merge kernel always. `nomerge`: all but this one.
+  last program merges them (no merge launch); 0: the merge kernel always. `nomerge`: all but this one;
+- `tail`: `use_kernels(..., swiglu_in_tail=True)`: at 1-2 rows gate/up's split-K tail makes silu(gate) * up (no
+  `silu_mul` launch); batch 1 only; added 2026-11-29 (third session), with `notail`.
 
-Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `resid`, `xa`, `rope`, `merge`, `norope`, `nomerge`, `all`
-(or the `--variants` given), that cycle repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy`, `Block._add_later`,
+Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `resid`, `xa`, `rope`, `merge`, `tail`, `norope`, `nomerge`, `notail`, `all`
+(or the `--variants` given), that cycle repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy`, `MLP._swiglu_tail`, `Block._add_later`,
 `Block._xa_norm`, `Attention._rope_attn` and the two module constants change; each
-measurement captures new graphs), batch 1 at context 128 and batch 16; one eager decode step of 4 rows under each
+measurement captures new graphs), batch 1 at context 128 and batch 16; one eager decode step of 4 rows and one of 1 row under each
 gives the same logits bit for bit (checked; on the GPU not with `rope`, whose rotation may round a cached key the
 other way: each record keeps its largest difference to `base`, `max_abs_logit_diff_base`). Without groups (`main`, 3-bit no group) `attn` and `chunks` change
 nothing.
@@ -32,7 +34,7 @@ from qllama.fast import use_kernels
 from qllama.generate import decode_step
 from qllama.model import KVCache
 
-VARIANTS = ('base', 'attn', 'chunks', 'swiglu', 'resid', 'xa', 'rope', 'merge', 'norope', 'nomerge', 'all')
+VARIANTS = ('base', 'attn', 'chunks', 'swiglu', 'resid', 'xa', 'rope', 'merge', 'tail', 'norope', 'nomerge', 'notail', 'all')
 BRANCHES = 'main,gptq-4bit-128g-actorder_True,gptq-4bit-32g-actorder_True,gptq-3bit-128g-actorder_True,gptq-3bit-32g-actorder_True'
 
 def main():
@@ -66,6 +68,7 @@ def main():
             for l, i in zip(layers, inv):
                 l.self_attn._o_inv = i if on('attn') else None
                 l.mlp._swiglu_copy = on('swiglu') and l.mlp._gate_up is not None
+                l.mlp._swiglu_tail = on('tail') and l.mlp._gate_up is not None
                 l._add_later = on('resid')
                 l._xa_norm = l.self_attn._xa_out = on('xa')
                 l.self_attn._rope_attn = on('rope')
@@ -78,7 +81,8 @@ def main():
         with torch.inference_mode():
             c.k.normal_(); c.v.normal_()
             logits = {}
-            for v in VARIANTS: mode(v); logits[v] = decode_step(m, tok, c, pos, slot, 128).clone()   # every variant, whichever are timed
+            for v in VARIANTS:                                          # every variant, whichever are timed; 4 rows, then 1 (the batch-1 kernel)
+                mode(v); logits[v] = torch.cat([decode_step(m, tok, c, pos, slot, 128).flatten(), decode_step(m, tok[:1], c, pos[:1], slot[:1], 128).flatten()])
         same = all(torch.equal(logits[v], logits['base']) for v in VARIANTS)
         diff = {v: (logits[v].float() - logits['base'].float()).abs().max().item() for v in VARIANTS}
         del c
