@@ -1,7 +1,7 @@
 #!/bin/bash
-# Next device call, prepared on 2026-11-29 (second session) after the ninth run; not run yet (the session's device
-# time was spent). Aimed at batch 16, whose remaining gap is the fragment kernel's small matmuls: q/k/v and o at 16
-# rows reach 28-34% of DRAM bandwidth with the SMs busy for only 71-76% of their elapsed cycles
+# Device call prepared on 2026-11-29 (second session) after the ninth run; ran in the third session (results:
+# ncu_mma_balance_NVIDIA_H200.txt, mma_regs_NVIDIA_H200.json: the spread is real, register caps lose everywhere).
+# Aimed at batch 16, whose remaining gap is the fragment kernel's small matmuls: q/k/v and o at 16 rows reach 28-34% of DRAM bandwidth with the SMs busy for only 71-76% of their elapsed cycles
 # (ncu_mma_16rows_NVIDIA_H200.txt). Two questions, one call:
 # (1) Is it per-SM imbalance (400 programs of q/k/v on 132 SMs: a few SMs hold a fourth program, and the split-K
 #     finisher runs last on some)? Nsight Compute's per-SM spread of active cycles (min / avg / max) says.
