@@ -51,11 +51,9 @@ def _xa_for(block:Block, p:GPTQPacked|None, x): # (buffer, n_pad) when the norm 
 def _rms_norm_forward(self:RMSNorm, x): return _norm_in(self, x)[0]
 
 def _mlp_forward(self:MLP, x): # [B, T, H], in gate/up's sorted order when `_x_sorted`
-    if self._gate_up is not None:
-        if self._swiglu_tail and takes_swiglu_out(math.prod(x.shape[:-1]), self._gate_up, x.device):   # x may be a FragmentX
-            y = gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted, swiglu_out=True)   # [B, T, I]: silu(gate) * up from gate/up's tail
-            if self._down_sorted: return gptq_matmul(y, self.down_proj.packed, x_sorted=True)
-            return self.down_proj(y)
+    if self._gate_up is not None and self._swiglu_tail and takes_swiglu_out(math.prod(x.shape[:-1]), self._gate_up, x.device):
+        y = gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted, swiglu_out=True)   # [B, T, I]: silu(gate) * up from gate/up's tail
+    elif self._gate_up is not None:                                      # (above: math.prod, as x may be a FragmentX)
         gu = gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted)      # [B, T, 2I]: gate then up
         d = self.down_proj.packed
         if self._swiglu_copy and (self._down_sorted or d.perm is None) and takes_swiglu(gu.numel() // gu.shape[-1], d, gu.device):

@@ -1102,7 +1102,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
             w = dequantize_sorted(p, n0, nc, out=buf[:K * nc].view(K, nc))  # [K, nc]
             torch.mm(x2, w, out=y[:, n0:n0 + nc])                          # straight into y's columns (cuBLAS takes the row stride)
         if p.bias is not None: y += p.bias
-        return y.reshape(*lead, y.shape[-1])
+        return y.reshape(*lead, N)
     y = torch.empty(M, N // 2 if swiglu_out else N, dtype=x.dtype, device=x.device)
     split = cfg['SPLIT_K'] > 1
     part = _workspace(x.device, cfg['SPLIT_K'] * M * N) if split else y
