@@ -32,7 +32,7 @@ def main():
                 if time.time() - t0 > a.deadline: break
                 # the default launch of the full shape, held fixed as N shrinks
                 full = [gm.prepare(*random_gptq(K, N, bits, gs, dev), bits=bits, group_size=gs) for _ in range(3)]
-                cfg, T, _ = gm._launch_config(M, N, K, full[0], dev)
+                cfg = gm._launch_config(M, N, K, full[0], dev)[0]
                 kw = dict(num_warps=cfg['num_warps'], split_k=cfg['SPLIT_K'])
                 if cfg['KIND'] == 'mma': kw['fold'] = cfg['FOLD']
                 else: kw.update(block_n=cfg['BLOCK_N'], U=cfg['U'], even=cfg['EVEN'])
@@ -54,7 +54,6 @@ def main():
                     recs.append(r)
                     print(f"{br:>6} M={M:<2} {s:<7} tiles {tiles_n:>3} x split {cfg['SPLIT_K']:>2} = {r['programs']:>4} programs"
                           f" ({r['programs'] / sms:.2f}/SM): {us:7.2f} us, per tile {per / base:.3f} of full", flush=True)
-                    if f: del ps
                 del full; torch.cuda.empty_cache()
     os.makedirs(a.out, exist_ok=True)
     open(os.path.join(a.out, f"balance_probe_{card.replace(' ', '_')}.json"), 'w').write(json.dumps(dict(records=recs), indent=1))
