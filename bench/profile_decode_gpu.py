@@ -4,7 +4,8 @@ For a 70B-shaped random GPTQ model (`qllama.bench.build_model`, kernels on), bat
 the step time (median of replays), then 10 replays under `torch.profiler` (CUPTI sees the kernels inside the
 graph). Kernel time is summed by kind (the GPTQ decode kernels, attention, norms, RoPE, SiLU·mul, lm_head
 cuBLAS, the rest); what is left of the step is time with no kernel running (launch gaps and kernel ramp-up
-inside the graph). JSON records go to `--out` (default bench/results), a table is printed.
+inside the graph). Also per call: each kind's mean kernel time, the mean gap before it, and the GPTQ launches by shape
+(q/k/v, o, gate/up, down, from their order in a layer). JSON records go to `--out` (default bench/results), a table is printed.
 
     PYTHONPATH=. python bench/profile_decode_gpu.py [--branches main gptq-3bit-128g-actorder_True] [--tag profile_decode]
 """
@@ -47,17 +48,31 @@ def main():
                     for _ in range(10): step()
                     torch.cuda.synchronize()
             per = collections.defaultdict(float); names = collections.defaultdict(float); n = 0
-            for ev in prof.events():
-                if ev.device_type == torch.autograd.DeviceType.CUDA and ev.device_time > 0 and 'Memcpy' not in ev.name and 'Memset' not in ev.name:
-                    per[kind(ev.name)] += ev.device_time / 10 / 1e3; names[ev.name[:60]] += ev.device_time / 10 / 1e3; n += 1
+            evs = sorted((ev for ev in prof.events() if ev.device_type == torch.autograd.DeviceType.CUDA and ev.device_time > 0
+                          and 'Memcpy' not in ev.name and 'Memset' not in ev.name), key=lambda ev: ev.time_range.start)
+            for ev in evs:
+                per[kind(ev.name)] += ev.device_time / 10 / 1e3; names[ev.name[:60]] += ev.device_time / 10 / 1e3; n += 1
+            # the GPTQ launches of a step come in layer order q/k/v, o, gate/up, down; and the gap before each launch, by kind
+            shapes, gaps = collections.defaultdict(list), collections.defaultdict(list)
+            gq = [ev for ev in evs if re.search(r'_gemv_kernel|_mma_kernel', ev.name)]
+            for i, ev in enumerate(gq): shapes[('qkv', 'o', 'gate_up', 'down')[i % 4]].append(ev.device_time)
+            for a_, b_ in zip(evs, evs[1:]):
+                g = b_.time_range.start - a_.time_range.end
+                if g < 50: gaps[kind(b_.name)].append(g)                       # (not the gap between two replays)
             busy = sum(per.values())
             floor = token_bytes(cfg, m.config.quant, B) / bw / 1e6
             r = dict(card=card, branch=branch, batch=B, context=ctx, step_ms=ms, kernel_ms=dict(per), busy_ms=busy, idle_ms=ms - busy,
-                     floor_ms=floor, kernels_per_step=n / 10, top_kernels=dict(sorted(names.items(), key=lambda kv: -kv[1])[:12]))
+                     floor_ms=floor, kernels_per_step=n / 10, top_kernels=dict(sorted(names.items(), key=lambda kv: -kv[1])[:12]),
+                     gptq_us_per_call={k: sum(v) / len(v) for k, v in shapes.items()},
+                     gap_us_before={k: dict(mean=sum(v) / len(v), per_step_ms=sum(v) / 10 / 1e3) for k, v in gaps.items()},
+                     kernel_us_per_call={k: v * 1e3 / (sum(1 for ev in evs if kind(ev.name) == k) / 10) for k, v in per.items()})
             recs.append(r)
             print(f"\n{branch} batch {B} ctx {ctx}: step {ms:.2f} ms (floor {floor:.2f}), kernels {busy:.2f} ms busy, "
                   f"{ms - busy:.2f} ms with no kernel running, {n / 10:.0f} kernels per step")
-            for k, v in sorted(per.items(), key=lambda kv: -kv[1]): print(f"  {k:<22} {v:7.3f} ms  {v / ms:5.1%}")
+            for k, v in sorted(per.items(), key=lambda kv: -kv[1]):
+                print(f"  {k:<22} {v:7.3f} ms  {v / ms:5.1%}  {r['kernel_us_per_call'][k]:6.2f} us a call,"
+                      f" gap before {r['gap_us_before'].get(k, {}).get('mean', 0):5.2f} us")
+            print('  GPTQ us a call: ' + ', '.join(f"{k} {v:.2f}" for k, v in r['gptq_us_per_call'].items()))
             del dec, cache; torch.cuda.empty_cache()
         del m; torch.cuda.empty_cache()
     os.makedirs(a.out, exist_ok=True)

@@ -252,6 +252,7 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries (not yet
                      xa=None, # (int32 buffer, n_pad) from `xa_buffer`: write the [B, 1, nh*d] rows there in fragment order
                      rope=None, # (cos, sin, k, v): rotate q and the new keys k [B, nkv, 1, d] here, and write them and v to the cache
                      merge_max:int|None=None, # at most this many chunks are merged by the decode kernel itself; None: `MERGE_MAX`
+                     num_warps:int=4, # of each decode program
                     ): # [B, nh, 1, d], a view of a [B, 1, nh, d] tensor; with out_index [B, 1, nh*d]; with xa a FragmentX
     "Attention of one new token per row over its cache prefix, split over the keys and merged (flash-decoding)."
     _check_attention(q, k_cache, v_cache, slots)
@@ -292,7 +293,7 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries (not yet
                                                  1.4426950408889634 / math.sqrt(d), q.stride(0), q.stride(1),
                                                  *k_cache.stride()[:3], *rargs, *oargs, _counters(q.device, B * nkv) if merge else o,
                                                  *ostr, D=d, BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_N=BLOCK_N,
-                                                 ROPE=rope is not None, MERGE=merge, **oflags, num_warps=4)
+                                                 ROPE=rope is not None, MERGE=merge, **oflags, num_warps=num_warps)
     if not merge:
         _attention_merge_kernel[(B * nh,)](po, pl, *oargs, nh, n_split, *ostr, D=d, **oflags, num_warps=4)
     return FragmentX(xa[0], (B, 1, nh * d), xa[1]) if xa is not None else o

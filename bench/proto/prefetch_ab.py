@@ -71,7 +71,7 @@ def main():
                 for s in a.settings.split(','):
                     use(s)
                     eager = chain(s != 'off'); torch.cuda.synchronize()
-                    gr = torch.cuda.CUDAGraph(); st = torch.cuda.Stream()
+                    gr = torch.cuda.CUDAGraph(); st = torch.cuda.Stream(); st.wait_stream(torch.cuda.current_stream())
                     with torch.cuda.stream(st):
                         chain(s != 'off'); torch.cuda.synchronize()
                         with torch.cuda.graph(gr): hg = chain(s != 'off')
