@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from .gptq import QuantLinear
 from .model import Llama, Attention, MLP, Block, RMSNorm
-from .gptq_matmul import takes_swiglu, takes_swiglu_out, xa_target, GPTQPacked, prepare, gptq_matmul, concat, _pack_nibbles
+from .gptq_matmul import takes_swiglu, takes_swiglu_out, xa_target, xa_layout, GPTQPacked, prepare, gptq_matmul, concat, _pack_nibbles
 from .norm_kernels import rms_norm, rms_norm_residual, silu_mul
 from .rope_kernels import rope
 from .attention_kernels import attention
@@ -51,9 +51,14 @@ def _xa_for(block:Block, p:GPTQPacked|None, x): # (buffer, n_pad) when the norm 
 def _rms_norm_forward(self:RMSNorm, x): return _norm_in(self, x)[0]
 
 def _mlp_forward(self:MLP, x): # [B, T, H], in gate/up's sorted order when `_x_sorted`
-    if self._gate_up is not None and self._swiglu_tail and takes_swiglu_out(math.prod(x.shape[:-1]), self._gate_up, x.device):
-        y = gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted, swiglu_out=True)   # [B, T, I]: silu(gate) * up from gate/up's tail
-    elif self._gate_up is not None:                                      # (above: math.prod, as x may be a FragmentX)
+    M = math.prod(x.shape[:-1])                                          # (x may be a FragmentX)
+    if self._gate_up is not None and takes_swiglu_out(M, self._gate_up, x.device):
+        d = self.down_proj.packed
+        frag = xa_layout(M, self._gate_up, x.device) is not None         # 3-16 rows: the fragment kernel; 1-2: the batch-1 kernel
+        xa = xa_target(M, d, x.device) if frag and self._swiglu_xa else None
+        if xa is not None or (not frag and self._swiglu_tail):           # silu(gate) * up from gate/up: [B, T, I], or down's fragments
+            return gptq_matmul(gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted, swiglu_out=True, xa=xa), d, x_sorted=self._down_sorted)
+    if self._gate_up is not None:
         gu = gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted)      # [B, T, 2I]: gate then up
         d = self.down_proj.packed
         if self._swiglu_copy and (self._down_sorted or d.perm is None) and takes_swiglu(gu.numel() // gu.shape[-1], d, gu.device):
@@ -122,7 +127,7 @@ def _src(p:GPTQPacked|None):
     "int32 [in]: the column a norm must write at j so that its output is in `p`'s sorted order (None: as is)."
     return None if p is None else p.perm
 
-def _join(block:Block, attn_out_sorted:bool=False, swiglu_in_copy:bool=False, swiglu_in_tail:bool=False):
+def _join(block:Block, attn_out_sorted:bool=False, swiglu_in_copy:bool=False, swiglu_in_tail:bool=False, swiglu_xa:bool=False):
     "One launch for q/k/v and one for gate/up where their act-order agrees; norms and gate/up write sorted outputs."
     at, mlp = block.self_attn, block.mlp
     P = at.o_proj.packed.perm                                           # attention can write o's input in this order
@@ -139,6 +144,7 @@ def _join(block:Block, attn_out_sorted:bool=False, swiglu_in_copy:bool=False, sw
     mlp._x_sorted = mlp._gate_up is not None and mlp._gate_up.perm is not None
     mlp._swiglu_copy = swiglu_in_copy and mlp._gate_up is not None
     mlp._swiglu_tail = swiglu_in_tail and mlp._gate_up is not None
+    mlp._swiglu_xa = swiglu_xa and mlp._gate_up is not None
     block._src_mlp = _src(mlp._gate_up)
     for l in (lin if at._qkv is not None else ()) + ((g, u) if mlp._gate_up is not None else ()):
         l.packed = None                                                 # now held by the joined linear
@@ -148,6 +154,7 @@ def use_kernels(model:Llama,
                 attn_out_sorted:bool=True,  # act-order `o`: attention writes its output in o's sorted order (no gather launch)
                 swiglu_in_copy:bool=True,   # 3-16 rows: down's copy of its input makes silu(gate) * up (no `silu_mul` launch)
                 swiglu_in_tail:bool=True,   # 1-2 rows: gate/up's split-K tail makes silu(gate) * up (no `silu_mul` launch)
+                swiglu_xa:bool=True,        # 3-16 rows: gate/up's fragment kernel writes silu(gate) * up in down's fragment order (no copy launch)
                 add_in_norm:bool=True,      # each block's last residual add done by the next norm (no add launch)
                 xa_norm:bool=True,          # 3-16 rows: norms (and decode attention) write the next matmul's input in fragment order
                 rope_in_attention:bool=True # decode: the attention kernel rotates q and k and writes the cache (no `rope` launch)
@@ -168,10 +175,10 @@ def use_kernels(model:Llama,
         b._add_later, b._xa_norm = add_in_norm, xa_norm
         b.self_attn._xa_out = xa_norm                                   # decode's attention writes o's input the same way
         b.self_attn._rope_attn = rope_in_attention
-        if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted, swiglu_in_copy, swiglu_in_tail)
+        if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted, swiglu_in_copy, swiglu_in_tail, swiglu_xa)
         else:
             b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = b.self_attn._o_inv = None
-            b.self_attn._x_sorted = b.mlp._x_sorted = b.mlp._down_sorted = b.mlp._swiglu_copy = b.mlp._swiglu_tail = False
+            b.self_attn._x_sorted = b.mlp._x_sorted = b.mlp._down_sorted = b.mlp._swiglu_copy = b.mlp._swiglu_tail = b.mlp._swiglu_xa = False
     model.kernels = True
     return model
 

@@ -749,14 +749,29 @@ def _quad(f0, f1, f2, f3, f4, f5, f6, f7, S: tl.constexpr):
         return f4 if S == 4 else (f5 if S == 5 else (f6 if S == 6 else f7))
 
 @triton.jit
-def _oscales(s_ptr, grp, cc, N, ok):
-    "fp32 scales of groups `grp` [L] at the lane's 8 output columns cc .. cc + 7, as 8 [L] tensors."
-    cols = cc[:, None] + tl.arange(0, 8)[None, :]                          # [L, 8]: one 16-byte load
-    s = tl.load(s_ptr + grp[:, None] * N + cols, mask=ok[:, None] & (cols < N), other=0.0).to(tl.float32)
+def _oscales(s_ptr, grp, cols, cols_ok, N, ok):
+    "fp32 scales of groups `grp` [L] at the lane's 8 output columns `cols` [L, 8] of W, as 8 [L] tensors."
+    s = tl.load(s_ptr + grp[:, None] * N + cols, mask=ok[:, None] & cols_ok, other=0.0).to(tl.float32)   # one 16-byte load
     lo, hi = tl.split(tl.permute(tl.reshape(s, [s.shape[0], 2, 4]), (0, 2, 1)))   # columns 0-3, 4-7
     s0, s1, s2, s3 = _split4(lo)
     s4, s5, s6, s7 = _split4(hi)
     return s0, s1, s2, s3, s4, s5, s6, s7
+
+@triton.jit
+def _halves2(v):
+    "[L] v as (its first L/2, its last L/2): SWIGLU's gate warps and the same lanes of its up warps (through shared memory)."
+    return tl.split(tl.permute(tl.reshape(v, [2, v.shape[0] // 2]), (1, 0)))
+
+@triton.jit
+def _store_swiglu(y_ptr, gt, up, r, h, ok, stride_ym, n_pad_o, XA_OUT: tl.constexpr):
+    """silu(gate) * up (each rounded to y's dtype first, as `silu_mul` of gate/up's output) at row r, column h of y
+    ([M, N/2], row stride stride_ym) where `ok`, or with XA_OUT at `xa_offset(r, h, n_pad_o)` of an fp16 view of an `xa` buffer."""
+    g = gt.to(y_ptr.dtype.element_ty).to(tl.float32); u = up.to(y_ptr.dtype.element_ty).to(tl.float32)
+    v = (g * tl.sigmoid(g) * u).to(y_ptr.dtype.element_ty)
+    if XA_OUT:
+        tl.store(y_ptr + xa_offset(r, h, n_pad_o), v, mask=ok)
+    else:
+        tl.store(y_ptr + r * stride_ym + h, v, mask=ok)
 
 @triton.jit
 def _out(part_ptr, y_ptr, bias_ptr, v, r, c, M, N, pid_k, stride_ym, FINAL: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
@@ -778,26 +793,63 @@ def _out4(part_ptr, y_ptr, bias_ptr, d0, d1, d2, d3, r0, c, M, N, pid_k, stride_
     _out(part_ptr, y_ptr, bias_ptr, d3, r0 + 8, c + 4, M, N, pid_k, stride_ym, FINAL, HAS_BIAS, SPLIT_K)
 
 @triton.jit
-def _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
-    "y at rows r0, r0 + 8 and the lane's 8 columns cc ..: the splits' partials (+ bias), every load issued before any store."
-    cols = cc[:, None] + tl.arange(0, 8)[None, :]                          # [L, 8]
-    ok0 = (r0 < M)[:, None] & (cols < N); ok1 = (r0 + 8 < M)[:, None] & (cols < N)
-    a = tl.zeros(cols.shape, tl.float32); b = tl.zeros(cols.shape, tl.float32)
-    for sk in range(SPLIT_K):
-        a += tl.load(part_ptr + (sk * M + r0)[:, None] * N + cols, mask=ok0, other=0.0, cache_modifier=".cg")
-        b += tl.load(part_ptr + (sk * M + r0 + 8)[:, None] * N + cols, mask=ok1, other=0.0, cache_modifier=".cg")
+def _swiglu1(y_ptr, bias_ptr, v, r, h, M, N, stride_ym, n_pad_o, HAS_BIAS: tl.constexpr, XA_OUT: tl.constexpr):
+    "One accumulator [L] with SWIGLU and no split: gate in its first half, up in its last, of pair h [L/2] at row r [L/2]."
+    gt, up = _halves2(v)
+    ok = h < N // 2
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
-        a += bias; b += bias
-    tl.store(y_ptr + r0[:, None] * stride_ym + cols, a.to(y_ptr.dtype.element_ty), mask=ok0)
-    tl.store(y_ptr + (r0 + 8)[:, None] * stride_ym + cols, b.to(y_ptr.dtype.element_ty), mask=ok1)
+        gt += tl.load(bias_ptr + h, mask=ok, other=0.0).to(tl.float32); up += tl.load(bias_ptr + N // 2 + h, mask=ok, other=0.0).to(tl.float32)
+    _store_swiglu(y_ptr, gt, up, r, h, ok & (r < M), stride_ym, n_pad_o, XA_OUT)
+
+@triton.jit
+def _swiglu4(y_ptr, bias_ptr, d0, d1, d2, d3, r, h, M, N, stride_ym, n_pad_o, HAS_BIAS: tl.constexpr, XA_OUT: tl.constexpr):
+    "One tile's four accumulators (`_out4`'s) with SWIGLU and no split: rows r, r + 8 and pairs h, h + 4 ([L/2] each)."
+    _swiglu1(y_ptr, bias_ptr, d0, r, h, M, N, stride_ym, n_pad_o, HAS_BIAS, XA_OUT)
+    _swiglu1(y_ptr, bias_ptr, d1, r, h + 4, M, N, stride_ym, n_pad_o, HAS_BIAS, XA_OUT)
+    _swiglu1(y_ptr, bias_ptr, d2, r + 8, h, M, N, stride_ym, n_pad_o, HAS_BIAS, XA_OUT)
+    _swiglu1(y_ptr, bias_ptr, d3, r + 8, h + 4, M, N, stride_ym, n_pad_o, HAS_BIAS, XA_OUT)
+
+@triton.jit
+def _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, n_pad_o, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr,
+                SWIGLU: tl.constexpr = False, XA_OUT: tl.constexpr = False, hh=None, gate=None):
+    """y at rows r0, r0 + 8 and the lane's 8 columns cc ..: the splits' partials (+ bias), every load issued before any
+    store. SWIGLU: the workspace's columns are W's; the gate lanes (`gate`, [L]) sum the partials of gate and up at
+    their pairs hh .. hh + 7, and y gets silu(gate) * up there (`_store_swiglu`)."""
+    cols = cc[:, None] + tl.arange(0, 8)[None, :]                          # [L, 8] the workspace's columns
+    if SWIGLU:
+        h = hh[:, None] + tl.arange(0, 8)[None, :]                         # [L, 8] their gate/up pairs
+        ok0 = (gate & (r0 < M))[:, None] & (h < N // 2); ok1 = (gate & (r0 + 8 < M))[:, None] & (h < N // 2)
+        a = tl.zeros(cols.shape, tl.float32); b = tl.zeros(cols.shape, tl.float32)
+        au = tl.zeros(cols.shape, tl.float32); bu = tl.zeros(cols.shape, tl.float32)
+        for sk in range(SPLIT_K):
+            a += tl.load(part_ptr + (sk * M + r0)[:, None] * N + h, mask=ok0, other=0.0, cache_modifier=".cg")
+            b += tl.load(part_ptr + (sk * M + r0 + 8)[:, None] * N + h, mask=ok1, other=0.0, cache_modifier=".cg")
+            au += tl.load(part_ptr + (sk * M + r0)[:, None] * N + N // 2 + h, mask=ok0, other=0.0, cache_modifier=".cg")
+            bu += tl.load(part_ptr + (sk * M + r0 + 8)[:, None] * N + N // 2 + h, mask=ok1, other=0.0, cache_modifier=".cg")
+        if HAS_BIAS:
+            bg = tl.load(bias_ptr + h, mask=h < N // 2, other=0.0).to(tl.float32); bp = tl.load(bias_ptr + N // 2 + h, mask=h < N // 2, other=0.0).to(tl.float32)
+            a += bg; b += bg; au += bp; bu += bp
+        _store_swiglu(y_ptr, a, au, r0[:, None], h, ok0, stride_ym, n_pad_o, XA_OUT)
+        _store_swiglu(y_ptr, b, bu, (r0 + 8)[:, None], h, ok1, stride_ym, n_pad_o, XA_OUT)
+    else:
+        ok0 = (r0 < M)[:, None] & (cols < N); ok1 = (r0 + 8 < M)[:, None] & (cols < N)
+        a = tl.zeros(cols.shape, tl.float32); b = tl.zeros(cols.shape, tl.float32)
+        for sk in range(SPLIT_K):
+            a += tl.load(part_ptr + (sk * M + r0)[:, None] * N + cols, mask=ok0, other=0.0, cache_modifier=".cg")
+            b += tl.load(part_ptr + (sk * M + r0 + 8)[:, None] * N + cols, mask=ok1, other=0.0, cache_modifier=".cg")
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
+            a += bias; b += bias
+        tl.store(y_ptr + r0[:, None] * stride_ym + cols, a.to(y_ptr.dtype.element_ty), mask=ok0)
+        tl.store(y_ptr + (r0 + 8)[:, None] * stride_ym + cols, b.to(y_ptr.dtype.element_ty), mask=ok1)
 
 @triton.jit
 def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
-                M, N, K, n_units, n_groups, n_pad, stride_ym, n_zw,
+                M, N, K, n_units, n_groups, n_pad, stride_ym, n_zw, n_pad_o,
                 BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
                 ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
-                NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr, FOLD: tl.constexpr):
+                NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr, FOLD: tl.constexpr,
+                SWIGLU: tl.constexpr = False, XA_OUT: tl.constexpr = False):
     """y = x @ W + bias for 16 rows and 32*NW columns over ITERS blocks of 4 units, by mma.sync on fragments
     dequantized in registers (program ids: N tile, M tile, split). One element per thread: lane t of warp w owns
     unit 4b + t%4 of every block b and the 4 adjacent columns 4(t//4) .. of its warp's 32; tile i of the warp
@@ -806,7 +858,10 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     x_ptr int32 [cdiv(M, 16), n_pad / 4, 8, 8, 4, 4]: x in A-fragment order (`_xa_copy`), n_pad >= the units read
     (SPLIT_K * ITERS * 4 + 4); the other pointers as in `_gemv_kernel`. Each block's words, scales and activations
     are requested one block ahead. FOLD (groups a multiple of 128 rows, or none): B = q - z, and the scales multiply
-    each block's products (no group: the sums, once at the end).
+    each block's products (no group: the sums, once at the end). SWIGLU: W's columns are [gate | up] (N/2 each, a
+    multiple of 8, NW even); a program's first NW/2 warps take L/2 gate columns and the others the same up columns
+    (the workspace keeps the program's own column order), and y [M, N/2] gets silu(gate) * up, or with XA_OUT the `xa`
+    buffer of the next matmul (n_pad_o units; y_ptr its fp16 view).
     """
     L: tl.constexpr = 32 * NW
     pid_n = tl.program_id(0); pid_m = tl.program_id(1); pid_k = tl.program_id(2)
@@ -814,11 +869,22 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     lane = e % 32
     g = lane // 4; j = lane % 4
     wbase = pid_n * L + (e // 32) * 32                                     # the warp's 32 columns
-    c1st = wbase + 4 * g
+    if SWIGLU:                                                             # warps 0..NW/2-1: gate columns; the others the same up columns
+        gate = e // 32 < NW // 2
+        hb = pid_n * (L // 2) + ((e // 32) % (NW // 2)) * 32               # [L] the warp's first gate/up pair
+        pb = hb + tl.where(gate, 0, N // 2)                                # and its first column of W
+        lim = N // 2
+    else:
+        hb = wbase; pb = wbase; lim = N
+    c1st = pb + 4 * g
     c4 = c1st[:, None] + tl.arange(0, 4)[None, :]                          # [L, 4] the lane's B columns
-    c_ok = c4 < N
+    c_ok = (hb + 4 * g)[:, None] + tl.arange(0, 4)[None, :] < lim
     r0 = pid_m * 16 + g
     cc = wbase + 8 * j                                                     # the lane's output columns cc .. cc + 7 (tile i: cc + i, cc + 4 + i)
+    if SWIGLU:                                                             # the split-K workspace takes W's columns (N for lanes past the end)
+        cc = tl.where(hb + 8 * j < lim, pb + 8 * j, N)
+    oc = (pb + 8 * j)[:, None] + tl.arange(0, 8)[None, :]                  # [L, 8] W's columns behind them (for the scales)
+    oc_ok = (hb + 8 * j)[:, None] + tl.arange(0, 8)[None, :] < lim
     xb = x_ptr + pid_m * (n_pad * 256) + 4 * lane                         # the lane's quads in its tile's xa
     zero = tl.zeros([L], tl.float32)
     c00 = zero; c01 = zero; c02 = zero; c03 = zero; c10 = zero; c11 = zero; c12 = zero; c13 = zero
@@ -861,7 +927,7 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
             t30, t31, t32, t33 = _step(w30, w31, w32, w33, a0, a1, a2, a3, t30, t31, t32, t33, kA3, kB3, kC3, kS3, z3, s3, BITS, st, ASM, NW, not FOLD)
         if FOLD and GROUPED:                                               # the block lies in one group: its scales
             ublk = u - j                                                   # the block's first unit: every lane's sums span all four
-            o0, o1, o2, o3, o4, o5, o6, o7 = _oscales(s_ptr, tl.minimum(ublk // UPG, n_groups - 1), cc, N, ublk < ulim)
+            o0, o1, o2, o3, o4, o5, o6, o7 = _oscales(s_ptr, tl.minimum(ublk // UPG, n_groups - 1), oc, oc_ok, N, ublk < ulim)
             c00 += t00 * o0; c01 += t01 * o4; c02 += t02 * o0; c03 += t03 * o4
             c10 += t10 * o1; c11 += t11 * o5; c12 += t12 * o1; c13 += t13 * o5
             c20 += t20 * o2; c21 += t21 * o6; c22 += t22 * o2; c23 += t23 * o6
@@ -873,7 +939,7 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
         f0, f1, f2, f3, f4, f5, f6, f7 = h0, h1, h2, h3, h4, h5, h6, h7
         u = un
     if FOLD and not GROUPED:                                               # one scale per column: once, at the end
-        o0, o1, o2, o3, o4, o5, o6, o7 = _oscales(s_ptr, tl.zeros([L], tl.int32), cc, N, e >= 0)
+        o0, o1, o2, o3, o4, o5, o6, o7 = _oscales(s_ptr, tl.zeros([L], tl.int32), oc, oc_ok, N, e >= 0)
         c00 *= o0; c01 *= o4; c02 *= o0; c03 *= o4
         c10 *= o1; c11 *= o5; c12 *= o1; c13 *= o5
         c20 *= o2; c21 *= o6; c22 *= o2; c23 *= o6
@@ -889,7 +955,16 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
         final = count == SPLIT_K - 1
         if final:
             tl.atomic_xchg(cnt_ptr + tile, 0)
-            _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, HAS_BIAS, SPLIT_K)
+            if SWIGLU:
+                _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, n_pad_o, HAS_BIAS, SPLIT_K, SWIGLU, XA_OUT, hb + 8 * j, gate)
+            else:
+                _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, n_pad_o, HAS_BIAS, SPLIT_K)
+    elif SWIGLU:                                                           # the gate warps' lanes meet their up partners' (shared memory)
+        rh, _ = _halves2(r0); hh, _ = _halves2(hb + 8 * j)                 # [L/2] the gate lanes' rows and first pairs
+        _swiglu4(y_ptr, bias_ptr, c00, c01, c02, c03, rh, hh, M, N, stride_ym, n_pad_o, HAS_BIAS, XA_OUT)
+        _swiglu4(y_ptr, bias_ptr, c10, c11, c12, c13, rh, hh + 1, M, N, stride_ym, n_pad_o, HAS_BIAS, XA_OUT)
+        _swiglu4(y_ptr, bias_ptr, c20, c21, c22, c23, rh, hh + 2, M, N, stride_ym, n_pad_o, HAS_BIAS, XA_OUT)
+        _swiglu4(y_ptr, bias_ptr, c30, c31, c32, c33, rh, hh + 3, M, N, stride_ym, n_pad_o, HAS_BIAS, XA_OUT)
     else:
         _out4(part_ptr, y_ptr, bias_ptr, c00, c01, c02, c03, r0, cc, M, N, pid_k, stride_ym, True, HAS_BIAS, SPLIT_K)
         _out4(part_ptr, y_ptr, bias_ptr, c10, c11, c12, c13, r0, cc + 1, M, N, pid_k, stride_ym, True, HAS_BIAS, SPLIT_K)
@@ -1059,14 +1134,17 @@ def takes_swiglu(M:int, p:GPTQPacked, device, **launch) -> bool:
     return xa_layout(M, p, device, **launch) is not None
 
 def takes_swiglu_out(M:int, p:GPTQPacked, device, **launch) -> bool:
-    "Whether `gptq_matmul(x, p, swiglu_out=True)` runs for `M` rows: the batch-1 kernel's tail makes silu(gate) * up of its output."
-    return p.out_features % 2 == 0 and _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]['KIND'] == 'gemv'
+    """Whether `gptq_matmul(x, p, swiglu_out=True)` runs for `M` rows: the batch-1 kernel's tail (1-2 rows), or the
+    fragment kernel's last step (3-16 rows, out_features/2 a multiple of 8), makes silu(gate) * up of its output."""
+    cfg = _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]
+    return (cfg['KIND'] == 'gemv' and p.out_features % 2 == 0) or (cfg['KIND'] == 'mma' and p.out_features % 16 == 0 and cfg['num_warps'] % 2 == 0)
 
 def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swiglu), or x already in fragment order
                 p:GPTQPacked,        # from `prepare` (or `concat`)
                 x_sorted:bool=False, # x is already in sorted row order, x[..., p.perm]
                 swiglu:bool=False,   # x holds [gate | up] in sorted order; multiply silu(gate) * up (only where `takes_swiglu`)
                 swiglu_out:bool=False, # p's columns are [gate | up]: return silu(gate) * up, [..., out/2] (only where `takes_swiglu_out`)
+                xa:tuple|None=None,  # with swiglu_out at 3-16 rows: (int32 buffer, n_pad) of the next matmul (`xa_target`), written instead of y
                 **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold, maxnreg: override the launch
                ) -> torch.Tensor:    # fp16 [..., out]
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`: one Triton launch (two for 3 to 16 rows, or act-order and unsorted x)."
@@ -1080,8 +1158,11 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
     perm = p.perm if p.perm is not None and not x_sorted else None         # x still to be put in sorted row order
     if swiglu and (cfg['KIND'] != 'mma' or perm is not None):
         raise ValueError("swiglu is made by the fragment kernel's copy of x (3-16 rows, x sorted): see takes_swiglu")
-    if swiglu_out and (cfg['KIND'] != 'gemv' or N % 2):
-        raise ValueError("swiglu_out is made by the batch-1 kernel's tail (1-2 rows, even out_features): see takes_swiglu_out")
+    if swiglu_out and not takes_swiglu_out(M, p, x.device, **launch):
+        raise ValueError("swiglu_out is made by the batch-1 kernel's tail (1-2 rows, even out_features) or the fragment "
+                         "kernel (3-16 rows, out_features a multiple of 16): see takes_swiglu_out")
+    if xa is not None and not (swiglu_out and cfg['KIND'] == 'mma'):
+        raise ValueError("xa= takes the fragment kernel's silu(gate) * up (swiglu_out=True, 3-16 rows)")
     fx = x if isinstance(x, FragmentX) else None
     if fx is not None:                                                     # a producer wrote x in fragment order already
         if swiglu or perm is not None or cfg['KIND'] != 'mma' or fx.n_pad != _n_pad(cfg):
@@ -1103,7 +1184,10 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
             torch.mm(x2, w, out=y[:, n0:n0 + nc])                          # straight into y's columns (cuBLAS takes the row stride)
         if p.bias is not None: y += p.bias
         return y.reshape(*lead, N)
-    y = torch.empty(M, N // 2 if swiglu_out else N, dtype=x.dtype, device=x.device)
+    if xa is not None:                                                     # the next matmul's input, in its fragment order
+        y = xa[0].view(torch.float16)
+    else:
+        y = torch.empty(M, N // 2 if swiglu_out else N, dtype=x.dtype, device=x.device)
     split = cfg['SPLIT_K'] > 1
     part = _workspace(x.device, cfg['SPLIT_K'] * M * N) if split else y
     cnt = _counters(x.device, tiles * (M if cfg['KIND'] == 'gemv' else 1)) if split else y
@@ -1111,11 +1195,13 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
     common = (p.qweight, p.zeros, p.scales, bias, y, part, cnt, M, N, K, -(-K // 32), p.scales.shape[0])
     if cfg['KIND'] == 'mma':
         n_pad = _n_pad(cfg)
-        xa = fx.xa if fx is not None else _xa_copy(x2, n_pad, perm, swiglu)   # x in A-fragment order (sorted): one small launch
+        xin = fx.xa if fx is not None else _xa_copy(x2, n_pad, perm, swiglu)   # x in A-fragment order (sorted): one small launch
         _mma_kernel[(-(-N // cfg['BLOCK_N']), -(-M // 16), cfg['SPLIT_K'])](
-            xa, *common, n_pad, y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, GROUPED=p.group_size != -1,
-            SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), NW=cfg['num_warps'],
-            SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], FOLD=cfg['FOLD'], num_warps=cfg['num_warps'], maxnreg=cfg['maxnreg'])
+            xin, *common, n_pad, y.stride(0), p.zeros.shape[1], 0 if xa is None else xa[1], BITS=p.bits, UPG=upg,
+            GROUPED=p.group_size != -1, SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device),
+            NW=cfg['num_warps'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], FOLD=cfg['FOLD'], SWIGLU=swiglu_out,
+            XA_OUT=xa is not None, num_warps=cfg['num_warps'], maxnreg=cfg['maxnreg'])
+        if xa is not None: return FragmentX(xa[0], (*lead, N // 2), xa[1])
     elif cfg['KIND'] == 'gemv':
         xp = x2.view(torch.int32)                                          # [M, K/2] pairs
         _gemv_kernel[(-(-N // cfg['BLOCK_N']), M, cfg['SPLIT_K'])](

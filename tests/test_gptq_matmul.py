@@ -185,6 +185,24 @@ def test_swiglu_in_tail_is_silu_mul(bits, gs, sym, M, launch):
         assert y.shape == (M, N // 2) and torch.equal(y, silu_mul(gptq_matmul(x, p, **launch)))
 
 
+@pytest.mark.parametrize('bits,gs,sym,M,launch', [(4, 128, True, 3, {}), (3, -1, False, 16, dict(split_k=2)), (4, 32, False, 9, dict(fold=False)),
+                                                  (3, 128, True, 5, dict(fold=False, split_k=3)), (4, -1, True, 16, dict(num_warps=8)),
+                                                  (4, 128, False, 16, dict(split_k=1)), (3, 32, True, 7, dict(split_k=1, num_warps=8))])
+def test_swiglu_in_fragment_kernel(bits, gs, sym, M, launch):
+    """Fragment kernel with [gate | up] columns (3-16 rows): silu(gate) * up equals gate/up then `silu_mul` bit for bit,
+    and written into the next matmul's fragment order (`xa=`) it gives that matmul the same output as its own copy would."""
+    K, N = 416, 2 * 160                                                    # 13 units; 160 pairs: part-filled last tiles, and down (K = 160) runs the fragment kernel on a GPU too
+    t = gptq_tensors(bits, gs, K, N, seed=N, sym=sym)
+    p = prepare(**t, bits=bits, group_size=gs, bias=torch.randn(N).half())
+    d = prepare(**gptq_tensors(4, -1, N // 2, 64, seed=1), bits=4, group_size=-1)
+    x = torch.randn(M, K).half()
+    assert gm.takes_swiglu_out(M, p, x.device, **launch)
+    ref = silu_mul(gptq_matmul(x, p, **launch))
+    assert torch.equal(gptq_matmul(x, p, swiglu_out=True, **launch), ref)
+    fx = gptq_matmul(x, p, swiglu_out=True, xa=gm.xa_target(M, d, x.device), **launch)
+    assert isinstance(fx, gm.FragmentX) and torch.equal(gptq_matmul(fx, d), gptq_matmul(ref, d))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 @pytest.mark.parametrize('bits,gs,sym', [(b, g, s) for b in (4, 3) for g in (-1, 128, 32) for s in (True, False)])
 def test_cuda_70b_shape(bits, gs, sym):

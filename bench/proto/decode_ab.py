@@ -13,10 +13,13 @@
 - `merge`: `attention_kernels.MERGE_MAX = 4`: with at most 4 chunks per (row, KV head) the decode attention kernel's
   last program merges them (no merge launch); 0: the merge kernel always. `nomerge`: all but this one;
 - `tail`: `use_kernels(..., swiglu_in_tail=True)`: at 1-2 rows gate/up's split-K tail makes silu(gate) * up (no
-  `silu_mul` launch); batch 1 only; added 2026-11-29 (third session), with `notail`.
+  `silu_mul` launch); batch 1 only; added 2026-11-29 (third session), with `notail`;
+- `sxa`: `use_kernels(..., swiglu_xa=True)`: at 3-16 rows gate/up's fragment kernel writes silu(gate) * up straight
+  into down's fragment order (no copy launch before down; over `swiglu`'s path); batch 16 only; added 2026-11-29
+  (fourth session), with `nosxa`.
 
-Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `resid`, `xa`, `rope`, `merge`, `tail`, `norope`, `nomerge`, `notail`, `all`
-(or the `--variants` given), that cycle repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy`, `MLP._swiglu_tail`, `Block._add_later`,
+Per branch the same model is decoded from CUDA graphs under `base`, `attn`, `chunks`, `swiglu`, `resid`, `xa`, `rope`, `merge`, `tail`, `sxa`, `norope`, `nomerge`, `notail`, `nosxa`, `all`
+(or the `--variants` given), that cycle repeated `--reps` times (only `Attention._o_inv`, `MLP._swiglu_copy`, `MLP._swiglu_tail`, `MLP._swiglu_xa`, `Block._add_later`,
 `Block._xa_norm`, `Attention._rope_attn` and the two module constants change; each
 measurement captures new graphs), batch 1 at context 128 and batch 16; one eager decode step of 4 rows and one of 1 row under each
 gives the same logits bit for bit (checked; on the GPU not with `rope`, whose rotation may round a cached key the
@@ -34,7 +37,7 @@ from qllama.fast import use_kernels
 from qllama.generate import decode_step
 from qllama.model import KVCache
 
-VARIANTS = ('base', 'attn', 'chunks', 'swiglu', 'resid', 'xa', 'rope', 'merge', 'tail', 'norope', 'nomerge', 'notail', 'all')
+VARIANTS = ('base', 'attn', 'chunks', 'swiglu', 'resid', 'xa', 'rope', 'merge', 'tail', 'sxa', 'norope', 'nomerge', 'notail', 'nosxa', 'all')
 BRANCHES = 'main,gptq-4bit-128g-actorder_True,gptq-4bit-32g-actorder_True,gptq-3bit-128g-actorder_True,gptq-3bit-32g-actorder_True'
 
 def main():
@@ -69,6 +72,7 @@ def main():
                 l.self_attn._o_inv = i if on('attn') else None
                 l.mlp._swiglu_copy = on('swiglu') and l.mlp._gate_up is not None
                 l.mlp._swiglu_tail = on('tail') and l.mlp._gate_up is not None
+                l.mlp._swiglu_xa = on('sxa') and l.mlp._gate_up is not None
                 l._add_later = on('resid')
                 l._xa_norm = l.self_attn._xa_out = on('xa')
                 l.self_attn._rope_attn = on('rope')
