@@ -860,7 +860,7 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     are requested one block ahead. FOLD (groups a multiple of 128 rows, or none): B = q - z, and the scales multiply
     each block's products (no group: the sums, once at the end). SWIGLU: W's columns are [gate | up] (N/2 each, a
     multiple of 8, NW even); a program's first NW/2 warps take L/2 gate columns and the others the same up columns
-    (the workspace keeps the program's own column order), and y [M, N/2] gets silu(gate) * up, or with XA_OUT the `xa`
+    (the split-K workspace then holds W's columns), and y [M, N/2] gets silu(gate) * up, or with XA_OUT the `xa`
     buffer of the next matmul (n_pad_o units; y_ptr its fp16 view).
     """
     L: tl.constexpr = 32 * NW
@@ -1146,7 +1146,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
                 swiglu_out:bool=False, # p's columns are [gate | up]: return silu(gate) * up, [..., out/2] (only where `takes_swiglu_out`)
                 xa:tuple|None=None,  # with swiglu_out at 3-16 rows: (int32 buffer, n_pad) of the next matmul (`xa_target`), written instead of y
                 **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold, maxnreg: override the launch
-               ) -> torch.Tensor:    # fp16 [..., out]
+               ) -> torch.Tensor:    # fp16 [..., out] ([..., out/2] with swiglu_out; a `FragmentX` with xa)
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`: one Triton launch (two for 3 to 16 rows, or act-order and unsorted x)."
     K, N = p.in_features, p.out_features
     if x.shape[-1] != K * (2 if swiglu else 1): raise ValueError(f"x has {x.shape[-1]} features, the layer expects {K}{' x 2 (swiglu)' if swiglu else ''}")
