@@ -815,12 +815,11 @@ def _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, n_pad_o, HAS
     """y at rows r0, r0 + 8 and the lane's 8 columns cc ..: the splits' partials (+ bias), every load issued before any
     store. SWIGLU: the workspace's columns are W's; the gate lanes (`gate`, [L]) sum the partials of gate and up at
     their pairs hh .. hh + 7, and y gets silu(gate) * up there (`_store_swiglu`)."""
-    cols = cc[:, None] + tl.arange(0, 8)[None, :]                          # [L, 8] the workspace's columns
     if SWIGLU:
         h = hh[:, None] + tl.arange(0, 8)[None, :]                         # [L, 8] their gate/up pairs
         ok0 = (gate & (r0 < M))[:, None] & (h < N // 2); ok1 = (gate & (r0 + 8 < M))[:, None] & (h < N // 2)
-        a = tl.zeros(cols.shape, tl.float32); b = tl.zeros(cols.shape, tl.float32)
-        au = tl.zeros(cols.shape, tl.float32); bu = tl.zeros(cols.shape, tl.float32)
+        a = tl.zeros(h.shape, tl.float32); b = tl.zeros(h.shape, tl.float32)
+        au = tl.zeros(h.shape, tl.float32); bu = tl.zeros(h.shape, tl.float32)
         for sk in range(SPLIT_K):
             a += tl.load(part_ptr + (sk * M + r0)[:, None] * N + h, mask=ok0, other=0.0, cache_modifier=".cg")
             b += tl.load(part_ptr + (sk * M + r0 + 8)[:, None] * N + h, mask=ok1, other=0.0, cache_modifier=".cg")
@@ -832,6 +831,7 @@ def _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, n_pad_o, HAS
         _store_swiglu(y_ptr, a, au, r0[:, None], h, ok0, stride_ym, n_pad_o, XA_OUT)
         _store_swiglu(y_ptr, b, bu, (r0 + 8)[:, None], h, ok1, stride_ym, n_pad_o, XA_OUT)
     else:
+        cols = cc[:, None] + tl.arange(0, 8)[None, :]                      # [L, 8] the workspace's columns
         ok0 = (r0 < M)[:, None] & (cols < N); ok1 = (r0 + 8 < M)[:, None] & (cols < N)
         a = tl.zeros(cols.shape, tl.float32); b = tl.zeros(cols.shape, tl.float32)
         for sk in range(SPLIT_K):
@@ -1136,8 +1136,11 @@ def takes_swiglu(M:int, p:GPTQPacked, device, **launch) -> bool:
 def takes_swiglu_out(M:int, p:GPTQPacked, device, **launch) -> bool:
     """Whether `gptq_matmul(x, p, swiglu_out=True)` runs for `M` rows: the batch-1 kernel's tail (1-2 rows), or the
     fragment kernel's last step (3-16 rows, out_features/2 a multiple of 8), makes silu(gate) * up of its output."""
-    cfg = _kernel_config(M, p.out_features, p.in_features, p, device, launch)[0]
-    return (cfg['KIND'] == 'gemv' and p.out_features % 2 == 0) or (cfg['KIND'] == 'mma' and p.out_features % 16 == 0 and cfg['num_warps'] % 2 == 0)
+    return _swiglu_out_ok(_kernel_config(M, p.out_features, p.in_features, p, device, launch)[0], p.out_features)
+
+def _swiglu_out_ok(cfg:dict, N:int) -> bool:
+    "`takes_swiglu_out` for a launch already chosen (`cfg`) of a linear with N output columns."
+    return (cfg['KIND'] == 'gemv' and N % 2 == 0) or (cfg['KIND'] == 'mma' and N % 16 == 0 and cfg['num_warps'] % 2 == 0)
 
 def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swiglu), or x already in fragment order
                 p:GPTQPacked,        # from `prepare` (or `concat`)
@@ -1158,7 +1161,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
     perm = p.perm if p.perm is not None and not x_sorted else None         # x still to be put in sorted row order
     if swiglu and (cfg['KIND'] != 'mma' or perm is not None):
         raise ValueError("swiglu is made by the fragment kernel's copy of x (3-16 rows, x sorted): see takes_swiglu")
-    if swiglu_out and not takes_swiglu_out(M, p, x.device, **launch):
+    if swiglu_out and not _swiglu_out_ok(cfg, N):
         raise ValueError("swiglu_out is made by the batch-1 kernel's tail (1-2 rows, even out_features) or the fragment "
                          "kernel (3-16 rows, out_features a multiple of 16): see takes_swiglu_out")
     if xa is not None and not (swiglu_out and cfg['KIND'] == 'mma'):
