@@ -13,8 +13,8 @@ import numpy as np
 from .gptq import unpack_rows, unpack_cols, dequantize
 
 # %% auto #0
-__all__ = ['gptq_matmul_bytes', 'gptq_matmul_ref', 'group_order', 'GPTQPacked', 'prepare', 'concat', 'xa_offset', 'FragmentX',
-           'xa_buffer', 'dequantize_sorted', 'xa_layout', 'xa_target', 'takes_swiglu', 'takes_swiglu_out',
+__all__ = ['MMA_PREFETCH', 'gptq_matmul_bytes', 'gptq_matmul_ref', 'group_order', 'GPTQPacked', 'prepare', 'concat', 'xa_offset',
+           'FragmentX', 'xa_buffer', 'dequantize_sorted', 'xa_layout', 'xa_target', 'takes_swiglu', 'takes_swiglu_out',
            'gptq_matmul']
 
 # %% ../nbs/04_gptq_matmul.ipynb #1ff0d2f3
@@ -240,6 +240,12 @@ def _ld4(p):
     "Four int32s at each 16-byte aligned address of `p` (int32*, [U]), in one 128-bit load."
     return tl.inline_asm_elementwise("ld.global.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p],
                                      dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
+
+@triton.jit
+def _l2_line(p, ok):
+    "Ask L2 for the 128-byte line holding each `p` where `ok` (`prefetch.global.L2`: a hint, no register waits on it)."
+    tl.inline_asm_elementwise("{ .reg .pred q; setp.ne.b32 q, $2, 0; @q prefetch.global.L2 [$1]; mov.b32 $0, 0; }",
+                              "=r,l,r", [p, ok.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
 
 @triton.jit
 def _xpairs(xp, base, ok, lim, EVEN: tl.constexpr, V4: tl.constexpr):
@@ -844,12 +850,25 @@ def _sum_splits(part_ptr, y_ptr, bias_ptr, r0, cc, M, N, stride_ym, n_pad_o, HAS
         tl.store(y_ptr + (r0 + 8)[:, None] * stride_ym + cols, b.to(y_ptr.dtype.element_ty), mask=ok1)
 
 @triton.jit
+def _mma_prefetch(qw_ptr, z_ptr, s_ptr, up, ulim, g, pb, w_ok, N, n_zw, n_groups,
+                  BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr):
+    """L2 asked for the block holding each lane's unit `up` [L]: lanes of group g < BITS the 128 bytes of word row g
+    at their warp's 32 columns (from `pb`), group 7 the group's scales there, group 6 its zero-point words."""
+    ok = w_ok & (up < ulim)
+    _l2_line(qw_ptr + (up * BITS + g) * N + pb, ok & (g < BITS))
+    if GROUPED:
+        grp = tl.minimum(up // UPG, n_groups - 1)
+        _l2_line(s_ptr + grp * N + pb, ok & (g == 7))
+        if not SYM:
+            _l2_line(z_ptr + grp * n_zw + pb // 8, ok & (g == 6))
+
+@triton.jit
 def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
                 M, N, K, n_units, n_groups, n_pad, stride_ym, n_zw, n_pad_o,
                 BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
                 ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
                 NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr, FOLD: tl.constexpr,
-                SWIGLU: tl.constexpr = False, XA_OUT: tl.constexpr = False):
+                SWIGLU: tl.constexpr = False, XA_OUT: tl.constexpr = False, PFD: tl.constexpr = 0):
     """y = x @ W + bias for 16 rows and 32*NW columns over ITERS blocks of 4 units, by mma.sync on fragments
     dequantized in registers (program ids: N tile, M tile, split). One element per thread: lane t of warp w owns
     unit 4b + t%4 of every block b and the 4 adjacent columns 4(t//4) .. of its warp's 32; tile i of the warp
@@ -861,7 +880,8 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     each block's products (no group: the sums, once at the end). SWIGLU: W's columns are [gate | up] (N/2 each, a
     multiple of 8, NW even); a program's first NW/2 warps take L/2 gate columns and the others the same up columns
     (the split-K workspace then holds W's columns), and y [M, N/2] gets silu(gate) * up, or with XA_OUT the `xa`
-    buffer of the next matmul (n_pad_o units; y_ptr its fp16 view).
+    buffer of the next matmul (n_pad_o units; y_ptr its fp16 view). PFD > 0 (a GPU): L2 is asked for each block's words
+    and scales PFD blocks before the registers load them (`_mma_prefetch`).
     """
     L: tl.constexpr = 32 * NW
     pid_n = tl.program_id(0); pid_m = tl.program_id(1); pid_k = tl.program_id(2)
@@ -902,7 +922,11 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
         sr, zr = _zs_load(z_ptr, s_ptr, tl.minimum(u // UPG, n_groups - 1), c1st, c4, c_ok, u < ulim, N, n_zw, SYM)
     wr0, wr1, wr2, wr3 = _tile_load(qw_ptr, u, c4, (u < ulim)[:, None] & c_ok, N, BITS)
     f0, f1, f2, f3, f4, f5, f6, f7 = _xa8(xb, u)
+    for d in tl.static_range(2, PFD + 1):                                  # L2 asked for blocks 2 .. PFD now...
+        _mma_prefetch(qw_ptr, z_ptr, s_ptr, u + 4 * d, ulim, g, pb, hb < lim, N, n_zw, n_groups, BITS, UPG, GROUPED, SYM)
     for it in range(ITERS):
+        if PFD > 0:                                                        # ...and for block it + 1 + PFD during block it
+            _mma_prefetch(qw_ptr, z_ptr, s_ptr, u + 4 * (1 + PFD), ulim, g, pb, hb < lim, N, n_zw, n_groups, BITS, UPG, GROUPED, SYM)
         un = u + 4                                                         # the next block: its words and activations
         wn0, wn1, wn2, wn3 = _tile_load(qw_ptr, un, c4, (un < ulim)[:, None] & c_ok, N, BITS)   # in flight during this block's mma
         h0, h1, h2, h3, h4, h5, h6, h7 = _xa8(xb, un)
@@ -1050,11 +1074,14 @@ def _n_sms(device) -> int:
     "Streaming multiprocessors of `device` (4 for the CPU interpreter)."
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 4
 
+MMA_PREFETCH = None  # int: every fragment-kernel launch asks L2 for the block that many ahead of its loads (0: never); None: per shape
+
 def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_k=None, block_n=None, block_m=None, bcast=True,
-                   kernel=None, chunk=None, even=None, fold=None, maxnreg=None):
+                   kernel=None, chunk=None, even=None, fold=None, maxnreg=None, pfd=None):
     "Kernel choice ('gemv', 'mma', 'dot' or 'dequant'), tile sizes, warps, split-K and iterations for an [M, K] x [K, N] call."
     n_units = -(-K // 32)
     upg = p.group_size // 32 if p.group_size != -1 else 1
+    pf = 0                                                                 # blocks ahead that L2 is asked for (the fragment kernel)
     kernel = kernel or ('gemv' if M <= 2 else ('mma' if M <= 16 else ('dot' if M < 512 else 'dequant')))
     if kernel == 'dequant':                                                # long prompts: fp16 weights in chunks, then cuBLAS
         n = max(1, -(-N * K // (1 << 27)))                                 # chunks of at most 2**27 values (256 MB)...
@@ -1071,6 +1098,7 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
         if wide: per_sm = 1 if fold else 8                                 # programs per SM: gate/up folded, one split
         else: per_sm = (16 // nw if deep else 3)                           # down (2 of 8 warps, 4 of 4); q/k/v and o
         target = per_sm * _n_sms(device)
+        pf = 0 if (wide or deep) and not fold else 1                       # measured: not the unfolded 32g gate/up and down
     elif kernel == 'gemv':                                                 # decode: the fp16x2 kernel, once per row
         wide = N >= 32768                                                  # gate/up of a 70B, not q/k/v, o, down
         deep = K >= 2 * N                                                  # down: long columns, few of them
@@ -1105,7 +1133,8 @@ def _launch_config(M, N, K, p:GPTQPacked, device, U=None, num_warps=None, split_
     iters = -(-n_units // (split * U))                                     # units per split, in steps of U
     split = -(-n_units // (iters * U))                                     # no empty splits
     return dict(KIND=kernel, U=U, BLOCK_N=bn, BLOCK_M=bm, num_warps=nw, SPLIT_K=split, ITERS=iters, BCAST=bcast,
-                EVEN=ev, FOLD=kernel == 'mma' and fold, maxnreg=maxnreg), tiles, upg
+                EVEN=ev, FOLD=kernel == 'mma' and fold, maxnreg=maxnreg,
+                PFD=pfd if pfd is not None else (MMA_PREFETCH if MMA_PREFETCH is not None else pf) if kernel == 'mma' else 0), tiles, upg
 
 # %% ../nbs/04_gptq_matmul.ipynb #5b2753f1
 def _kernel_config(M, N, K, p:GPTQPacked, device, launch:dict):
@@ -1148,7 +1177,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
                 swiglu:bool=False,   # x holds [gate | up] in sorted order; multiply silu(gate) * up (only where `takes_swiglu`)
                 swiglu_out:bool=False, # p's columns are [gate | up]: return silu(gate) * up, [..., out/2] (only where `takes_swiglu_out`)
                 xa:tuple|None=None,  # with swiglu_out at 3-16 rows: (int32 buffer, n_pad) of the next matmul (`xa_target`), written instead of y
-                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold, maxnreg: override the launch
+                **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold, maxnreg, pfd: override the launch
                ) -> torch.Tensor:    # fp16 [..., out] ([..., out/2] with swiglu_out; a `FragmentX` with xa)
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`: one Triton launch (two for 3 to 16 rows, or act-order and unsorted x)."
     K, N = p.in_features, p.out_features
@@ -1203,7 +1232,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
             xin, *common, n_pad, y.stride(0), p.zeros.shape[1], 0 if xa is None else xa[1], BITS=p.bits, UPG=upg,
             GROUPED=p.group_size != -1, SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device),
             NW=cfg['num_warps'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], FOLD=cfg['FOLD'], SWIGLU=swiglu_out,
-            XA_OUT=xa is not None, num_warps=cfg['num_warps'], maxnreg=cfg['maxnreg'])
+            XA_OUT=xa is not None, PFD=cfg['PFD'] if _asm_ok(x.device) else 0, num_warps=cfg['num_warps'], maxnreg=cfg['maxnreg'])
         if xa is not None: return FragmentX(xa[0], (*lead, N // 2), xa[1])
     elif cfg['KIND'] == 'gemv':
         xp = x2.view(torch.int32)                                          # [M, K/2] pairs

@@ -229,3 +229,21 @@ def test_cuda_even_at_gate_up_and_down(bits, gs):
         assert relerr(y, gptq_matmul(x, p, even=False)) < 1e-3
         assert relerr(y, gptq_matmul_ref(x, **t, bias=None, bits=bits)) < 1e-2
         if N > K: assert torch.equal(gptq_matmul(x, p, swiglu_out=True), silu_mul(y))   # gate/up: SwiGLU in the tail, V4 loads
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('bits,gs,sym', [(4, -1, True), (4, 128, False), (3, 32, True), (3, 128, False)])
+def test_cuda_l2_prefetch_same_bits(bits, gs, sym):
+    "The fragment kernel asking L2 for blocks ahead (`pfd`) is a hint: the same bits at every distance, past the end included."
+    K, N = 416, 192                                                        # a short last block; gate/up halves of 96 columns
+    t = {k: v.cuda() for k, v in gptq_tensors(bits, gs, K, N, sym=sym).items()}
+    p = prepare(**t, bits=bits, group_size=gs, bias=torch.randn(N, device='cuda').half())
+    d = prepare(**{k: v.cuda() for k, v in gptq_tensors(4, -1, N // 2, 64, seed=1).items()}, bits=4, group_size=-1)
+    for M, launch in ((16, dict(num_warps=4)), (5, dict(num_warps=4, split_k=3)), (16, dict(num_warps=8, split_k=2, fold=gs in (-1, 128)))):
+        x = torch.randn(M, K, device='cuda').half()
+        ref = gptq_matmul(x, p, pfd=0, **launch)
+        assert relerr(ref, gptq_matmul_ref(x, **t, bias=p.bias, bits=bits)) < 1e-2
+        for pfd in (1, 2, 5):
+            assert torch.equal(gptq_matmul(x, p, pfd=pfd, **launch), ref), (M, launch, pfd)
+            fx = gptq_matmul(x, p, swiglu_out=True, xa=gm.xa_target(M, d, x.device), pfd=pfd, **launch)
+            assert torch.equal(gptq_matmul(fx, d), gptq_matmul(silu_mul(ref), d)), (M, launch, pfd)
