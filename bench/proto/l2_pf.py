@@ -8,7 +8,11 @@ Part 2 (`--model`): the whole random 70B (`qllama.bench.build_model`), batch-1 a
 128 under each `MMA_PREFETCH` setting of `--settings` (`off;auto;2`: none, the launcher's choice per shape, 2 blocks
 everywhere), cycled `--reps` times. (A first version also had the batch-1 kernel ask L2 ahead, `gemv=d`: slower.)
 
+`--swiglu` adds gate/up as decode runs it at 3-16 rows; `--variant SHAPE:key=value,...` (repeatable) adds a shape
+with other launch options (e.g. `gate_up:split_k=1`), compared with its own launch at the default distance.
+
     PYTHONPATH=.:bench python bench/proto/l2_pf.py --out $OUT --shapes --model
+    PYTHONPATH=.:bench python bench/proto/l2_pf.py --shapes --ms 16 --branches 4b32,3b32 --pfds 1,2 --only-variants --variant gate_up:split_k=1
 """
 import argparse, gc, json, os, statistics, sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
@@ -28,15 +32,19 @@ def shapes(a, dev, card, bw, out):
         for M in [int(m) for m in a.ms.split(',')]:
             xs = {K: torch.randn(M, K, device=dev, dtype=torch.float16) for K in (8192, 28672)}
             row = []
-            cases = [(s, K, N, s, lambda x, p, kw: gm.gptq_matmul(x, p, x_sorted=True, **kw)) for s, (K, N) in JOINED.items()]
+            cases = [] if a.only_variants else [(s, K, N, s, lambda x, p, kw: gm.gptq_matmul(x, p, x_sorted=True, **kw), {}) for s, (K, N) in JOINED.items()]
             if a.swiglu and M > 2:                                        # gate/up as decode runs it: silu(gate) * up into down's fragments
                 xa = gm.xa_target(M, layers[0]['down'], dev)
                 cases.append(('gate_up_sxa', *JOINED['gate_up'], 'gate_up',
-                              lambda x, p, kw: gm.gptq_matmul(x, p, x_sorted=True, swiglu_out=True, xa=xa, **kw).xa))
-            for s, K, N, w, f in cases:
+                              lambda x, p, kw: gm.gptq_matmul(x, p, x_sorted=True, swiglu_out=True, xa=xa, **kw).xa, {}))
+            for spec in a.variant:                                          # SHAPE:key=value,...: that shape with other launch options too
+                shp, kv = spec.split(':')
+                lk = {k: int(v) for k, v in (x.split('=') for x in kv.split(','))}
+                cases.append((f'{shp}[{kv}]', *JOINED[shp], shp, lambda x, p, kw, lk=lk: gm.gptq_matmul(x, p, x_sorted=True, **lk, **kw), lk))
+            for s, K, N, w, f, lk in cases:
                 x, p0 = xs[K], layers[0][w]
-                cfg = gm._launch_config(M, N, K, p0, dev)[0]
-                ref = f(x, p0, {}).clone()
+                cfg = gm._launch_config(M, N, K, p0, dev, **lk)[0]
+                ref = f(x, p0, {}).clone()                                # the launcher's default (a variant's own)
                 floor = gm.gptq_matmul_bytes(K, N, bits, gs, M) / bw / 1e3
                 us = {}
                 for d in pfds:
@@ -87,6 +95,8 @@ def main():
     ap.add_argument('--knob', default='pfd', help='the launch option swept: pfd (the fragment kernel, blocks ahead; `pfa`, steps the batch-1 kernel asked for up front, was removed after l2_pfa_NVIDIA_H200.json)')
     ap.add_argument('--shapes', action='store_true')
     ap.add_argument('--ms', default='1,16', help='rows of the shape sweep')
+    ap.add_argument('--variant', action='append', default=[], help='SHAPE:key=value,...: also that shape with these launch options (e.g. gate_up:split_k=1)')
+    ap.add_argument('--only-variants', action='store_true', help='time the --variant cases only')
     ap.add_argument('--swiglu', action='store_true', help='also gate/up as decode runs it at 3-16 rows (silu(gate) * up into down fragments)')
     ap.add_argument('--model', action='store_true')
     ap.add_argument('--model-branches', default='main')
