@@ -244,11 +244,18 @@ def test_greedy_matches_transformers(q_model, ref_model):
 ## The quantized model still works
 
 def test_answers(q_model):
-    "The 4-bit GPTQ demo answers a factual question correctly, in English, and ends its turn (greedy, as the fp32 source does)."
+    """The 4-bit GPTQ demo answers factual questions correctly, in English, greedy. Questions whose answer holds by a
+    margin: GPTQ's weights move with the machine's float rounding (AVX2 or AVX-512, threads), and a question such as
+    'What is the capital of France?' is a coin flip at its first token even for the fp32 source (0.08 nats between
+    'The' and 'L'), so the builds answer it differently. 'Berlin' holds by 0.66 nats or more at every token in the
+    source and in three builds of the demo; 'Au' by 0.5 or more (`13_demo`)."""
     from qllama.generate import SamplingParams, generate
-    prompt = q_model.tokenizer.encode_chat([{'role': 'user', 'content': 'What is the capital of France?'}])
-    [c] = generate(q_model, [prompt], SamplingParams(do_sample=False, max_new_tokens=16, repetition_penalty=1.0))
-    assert c.text.strip() == 'The capital of France is Paris.' and c.finish_reason == 'stop', (c.text, c.finish_reason)
+    ask = lambda q: generate(q_model, [q_model.tokenizer.encode_chat([{'role': 'user', 'content': q}])],
+                             SamplingParams(do_sample=False, max_new_tokens=24, repetition_penalty=1.0))[0]
+    c = ask('What is the capital of Germany?')
+    assert c.text.strip() == 'The capital of Germany is Berlin.' and c.finish_reason == 'stop', (c.text, c.finish_reason)
+    c = ask('What is the chemical symbol for gold?')
+    assert c.text.startswith('The chemical symbol for gold is Au'), c.text
 
 def test_quantization_kept_the_model(q_model, src_model, eval_ids):
     "Mean NLL on an English paragraph: the 4-bit demo stays within 0.5 nats of the fp32 source (measured 0.29; 0.53 calibrated on code only)."
