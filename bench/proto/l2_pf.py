@@ -1,9 +1,10 @@
 """L2 prefetch inside the GPTQ kernels, on the GPU: each program asks L2 for the weights (and group scales) of the
 step or block `pfd` ahead of the one its registers load next (`gptq_matmul(..., pfd=d)`, `gptq_matmul.MMA_PREFETCH`).
 
-Part 1 (`--shapes`): the four joined 70B shapes of a layer at M = 1 (the fp16x2 kernel) and M = 16 (the fragment
-kernel), for each branch given, at pfd = 0 (as now) and the distances in `--pfds`: same bits as pfd = 0 (checked:
-a prefetch is only a hint; the launcher's default as the reference), µs per call from CUDA graphs cycling 4 layers' copies (the weights never sit in L2).
+Part 1 (`--shapes`): the four joined 70B shapes of a layer at M = 1 (the fp16x2 kernel, whose prefetch was tried in
+a first version and removed: `pfd` no longer changes it) and M = 16 (the fragment kernel), for each branch given, at
+pfd = 0 (none) and the distances in `--pfds`: the same bits at every distance (checked: a prefetch is only a hint;
+the launcher's default as the reference), µs per call from CUDA graphs cycling 4 layers' copies (the weights never sit in L2).
 Part 2 (`--model`): the whole random 70B (`qllama.bench.build_model`), batch-1 and batch-16 decode steps at context
 128 under each `MMA_PREFETCH` setting of `--settings` (`off;auto;2`: none, the launcher's choice per shape, 2 blocks
 everywhere), cycled `--reps` times. (A first version also had the batch-1 kernel ask L2 ahead, `gemv=d`: slower.)
