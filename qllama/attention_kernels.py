@@ -8,7 +8,8 @@ import math
 import torch
 import triton
 import triton.language as tl
-from .gptq_matmul import FragmentX, xa_offset, _counters
+from triton.language.extra.cuda import gdc_launch_dependents
+from .gptq_matmul import FragmentX, xa_offset, _counters, _pdl_ok
 
 # %% auto #0
 __all__ = ['MERGE_MAX', 'attention_ref', 'attention_prefill', 'attention_decode', 'attention']
@@ -137,7 +138,8 @@ def _attention_decode_kernel(q_ptr, k_ptr, v_ptr, po_ptr, pl_ptr, pos_ptr, slot_
                              kn_ptr, vn_ptr, cos_ptr, sin_ptr, snb, snh, svb, svh, s_tab, # ROPE only, see the docstring
                              o_ptr, idx_ptr, cnt_ptr, sob, soh, n_pad, # MERGE only: the output, as the merge kernel takes it
                              D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, ROPE: tl.constexpr = False,
-                             MERGE: tl.constexpr = False, BLOCK_S: tl.constexpr = 1, INDEX: tl.constexpr = False, XA: tl.constexpr = False):
+                             MERGE: tl.constexpr = False, BLOCK_S: tl.constexpr = 1, INDEX: tl.constexpr = False, XA: tl.constexpr = False,
+                             EARLY: tl.constexpr = False):
     """Partial attention of one new token's G query heads over one chunk of its cache row.
     q_ptr: [B, NKV*G, 1, D] fp16/bf16, strides (sqb, sqh), last dim contiguous.
     k_ptr, v_ptr: [max_batch, NKV, max_seq, D] same dtype, shared strides (skb, skh, sks), last dim contiguous.
@@ -150,8 +152,11 @@ def _attention_decode_kernel(q_ptr, k_ptr, v_ptr, po_ptr, pl_ptr, pos_ptr, slot_
     MERGE: the last of the n_split programs of (row, KV head) to finish merges their partials into o_ptr, as
       `_attention_merge_kernel` does with its o_ptr, idx_ptr, sob, soh, n_pad, INDEX, XA (no merge launch);
       cnt_ptr: int32 arrival counters, [B*NKV] zeros, left at zero. Needs BLOCK_S >= n_split.
+    EARLY: the next kernel may launch now (`gdc_launch_dependents`, for `o`'s `gptq_matmul(..., pdl=True)`).
     Assumes CHUNK is a multiple of BLOCK_N, BLOCK_G >= max(G, 16), and the row's keys 0..pos[b] are in the cache
     (0..pos[b] - 1 with ROPE)."""
+    if EARLY:
+        gdc_launch_dependents()
     bg, c = tl.program_id(0), tl.program_id(1)
     n_split = tl.num_programs(1)
     b, g = bg // NKV, bg % NKV
@@ -221,12 +226,15 @@ def _store_out(o_ptr, idx_ptr, o, b, h, d, ok, sob, soh, n_pad, D: tl.constexpr,
 
 @triton.jit
 def _attention_merge_kernel(po_ptr, pl_ptr, o_ptr, idx_ptr, NH, n_split, sob, soh, n_pad, # see the docstring
-                            D: tl.constexpr, BLOCK_S: tl.constexpr, INDEX: tl.constexpr, XA: tl.constexpr = False):
+                            D: tl.constexpr, BLOCK_S: tl.constexpr, INDEX: tl.constexpr, XA: tl.constexpr = False,
+                            EARLY: tl.constexpr = False):
     """Merge the n_split partial outputs of one (row, query head), weighting each by 2^(lse - max lse).
     po_ptr: [B, NH, n_split, D] fp32; pl_ptr: [B, NH, n_split] fp32; o_ptr: [B, NH, 1, D], strides (sob, soh),
     or with INDEX [B, NH*D] (row stride sob), element (h, i) of a row stored at column idx_ptr[h*D + i] (int32 [NH*D]);
     XA: o_ptr an fp16 view of an `xa` buffer of n_pad units, row b's column j at `xa_offset(b, j, n_pad)`.
-    Assumes BLOCK_S >= n_split and at least one finite lse per (row, head)."""
+    Assumes BLOCK_S >= n_split and at least one finite lse per (row, head). EARLY: as the decode kernel's."""
+    if EARLY:
+        gdc_launch_dependents()
     bh = tl.program_id(0)
     b, h = bh // NH, bh % NH
     s = tl.arange(0, BLOCK_S)
@@ -293,9 +301,9 @@ def attention_decode(q, # [B, nh, 1, d] the new token's rotated queries (not yet
                                                  1.4426950408889634 / math.sqrt(d), q.stride(0), q.stride(1),
                                                  *k_cache.stride()[:3], *rargs, *oargs, _counters(q.device, B * nkv) if merge else o,
                                                  *ostr, D=d, BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_N=BLOCK_N,
-                                                 ROPE=rope is not None, MERGE=merge, **oflags, num_warps=num_warps)
+                                                 ROPE=rope is not None, MERGE=merge, **oflags, EARLY=_pdl_ok(q.device), num_warps=num_warps)
     if not merge:
-        _attention_merge_kernel[(B * nh,)](po, pl, *oargs, nh, n_split, *ostr, D=d, **oflags, num_warps=4)
+        _attention_merge_kernel[(B * nh,)](po, pl, *oargs, nh, n_split, *ostr, D=d, **oflags, EARLY=_pdl_ok(q.device), num_warps=4)
     return FragmentX(xa[0], (B, 1, nh * d), xa[1]) if xa is not None else o
 
 # %% ../nbs/04d_attention.ipynb #9994da60

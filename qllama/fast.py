@@ -57,9 +57,10 @@ def _mlp_forward(self:MLP, x): # [B, T, H], in gate/up's sorted order when `_x_s
         frag = xa_layout(M, self._gate_up, x.device) is not None         # 3-16 rows: the fragment kernel; 1-2: the batch-1 kernel
         xa = xa_target(M, d, x.device) if frag and self._swiglu_xa else None
         if xa is not None or (not frag and self._swiglu_tail):           # silu(gate) * up from gate/up: [B, T, I], or down's fragments
-            return gptq_matmul(gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted, swiglu_out=True, xa=xa), d, x_sorted=self._down_sorted)
+            return gptq_matmul(gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted, swiglu_out=True, xa=xa, pdl=self._pdl), d,
+                               x_sorted=self._down_sorted)
     if self._gate_up is not None:
-        gu = gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted)      # [B, T, 2I]: gate then up
+        gu = gptq_matmul(x, self._gate_up, x_sorted=self._x_sorted, pdl=self._pdl)   # [B, T, 2I]: gate then up
         d = self.down_proj.packed
         if self._swiglu_copy and (self._down_sorted or d.perm is None) and takes_swiglu(gu.numel() // gu.shape[-1], d, gu.device):
             return gptq_matmul(gu, d, x_sorted=True, swiglu=True)      # silu(gate) * up made by down's copy of its input
@@ -87,7 +88,7 @@ def _xa_attn(at:Attention, B:int, T:int, device): # (buffer, n_pad) when decode'
 def _attention_forward(self:Attention, x, cos, sin, mask=None, cache=None, positions=None, slots=None):
     B, T, _ = x.shape
     if self._qkv is not None:                                           # one launch for q, k and v
-        q, k, v = gptq_matmul(x, self._qkv, x_sorted=self._x_sorted).split([self.nh * self.hd, self.nkv * self.hd, self.nkv * self.hd], -1)
+        q, k, v = gptq_matmul(x, self._qkv, x_sorted=self._x_sorted, pdl=self._pdl).split([self.nh * self.hd, self.nkv * self.hd, self.nkv * self.hd], -1)
     else:
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
     q = q.view(B, T, self.nh, self.hd).transpose(1, 2)                  # [B, nh, T, hd]
@@ -106,8 +107,8 @@ def _attention_forward(self:Attention, x, cos, sin, mask=None, cache=None, posit
         xa = _xa_attn(self, B, T, x.device)                             # o's input in fragment order, or None
         y = attention(q, kc, vc, pos, slots, kv_len=mask.shape[-1], out_index=oi, xa=xa,
                       rope=(rot.cos, rot.sin, k, v) if fused else None)  # [B, nh, T, hd] ([B, T, nh*hd] with oi)
-        if xa is not None: return gptq_matmul(y, self.o_proj.packed, x_sorted=True)   # [B, 1, H]: no copy launch
-    if oi is not None: return gptq_matmul(y, self.o_proj.packed, x_sorted=True)   # [B, T, H]: no gather launch
+        if xa is not None: return gptq_matmul(y, self.o_proj.packed, x_sorted=True, pdl=self._pdl)   # [B, 1, H]: no copy launch
+    if oi is not None: return gptq_matmul(y, self.o_proj.packed, x_sorted=True, pdl=self._pdl)   # [B, T, H]: no gather launch
     return self.o_proj(y.transpose(1, 2).reshape(B, T, self.nh * self.hd))  # [B, T, H]
 
 # %% ../nbs/10a_fast.ipynb #d4fdb2f3
@@ -157,7 +158,8 @@ def use_kernels(model:Llama,
                 swiglu_xa:bool=True,        # 3-16 rows: gate/up's fragment kernel writes silu(gate) * up in down's fragment order (no copy launch)
                 add_in_norm:bool=True,      # each block's last residual add done by the next norm (no add launch)
                 xa_norm:bool=True,          # 3-16 rows: norms (and decode attention) write the next matmul's input in fragment order
-                rope_in_attention:bool=True # decode: the attention kernel rotates q and k and writes the cache (no `rope` launch)
+                rope_in_attention:bool=True, # decode: the attention kernel rotates q and k and writes the cache (no `rope` launch)
+                early_launch:bool=True      # q/k/v, o and gate/up launch while the norm or attention before them runs (Hopper: PDL)
                ) -> Llama:
     "Run `model` on the Triton kernels."
     if (why := kernel_support(model)) is not None: raise ValueError(f"kernels not available: {why}")
@@ -175,6 +177,7 @@ def use_kernels(model:Llama,
         b._add_later, b._xa_norm = add_in_norm, xa_norm
         b.self_attn._xa_out = xa_norm                                   # decode's attention writes o's input the same way
         b.self_attn._rope_attn = rope_in_attention
+        b.self_attn._pdl = b.mlp._pdl = early_launch
         if isinstance(b.self_attn.q_proj, QuantLinear): _join(b, attn_out_sorted, swiglu_in_copy, swiglu_in_tail, swiglu_xa)
         else:
             b._src_attn = b._src_mlp = b.self_attn._qkv = b.mlp._gate_up = b.self_attn._o_inv = None

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_wait
 import numpy as np
 from .gptq import unpack_rows, unpack_cols, dequantize
 
 # %% auto #0
-__all__ = ['MMA_PREFETCH', 'gptq_matmul_bytes', 'gptq_matmul_ref', 'group_order', 'GPTQPacked', 'prepare', 'concat', 'xa_offset',
-           'FragmentX', 'xa_buffer', 'dequantize_sorted', 'xa_layout', 'xa_target', 'takes_swiglu', 'takes_swiglu_out',
-           'gptq_matmul']
+__all__ = ['EARLY_LAUNCH', 'EARLY_KINDS', 'MMA_PREFETCH', 'gptq_matmul_bytes', 'gptq_matmul_ref', 'group_order', 'GPTQPacked',
+           'prepare', 'concat', 'xa_offset', 'FragmentX', 'xa_buffer', 'dequantize_sorted', 'xa_layout', 'xa_target',
+           'takes_swiglu', 'takes_swiglu_out', 'gptq_matmul']
 
 # %% ../nbs/04_gptq_matmul.ipynb #1ff0d2f3
 def gptq_matmul_bytes(in_features:int,  # rows of W
@@ -383,7 +384,7 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
                  BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
                  ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
                  U: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr,
-                 EVEN: tl.constexpr, V4: tl.constexpr, SWIGLU: tl.constexpr = False):
+                 EVEN: tl.constexpr, V4: tl.constexpr, SWIGLU: tl.constexpr = False, PDL: tl.constexpr = False):
     """y[m] = x[m] @ W + bias for BLOCK_N columns and ITERS*U units (program ids: N tile, row m, split).
 
     x_ptr   int32 [M, K/2] activation pairs (fp16 x in sorted row order, read as int32), row stride stride_xm
@@ -396,6 +397,8 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
     EVEN: the splits cover the units exactly and BLOCK_N divides N (no masks); V4: x read 128 bits at a time.
     SWIGLU: W's columns are [gate | up] (N/2 each); a program takes BLOCK_N/2 gate columns and the same up columns and
     y_ptr fp16 [M, N/2] gets silu(gate) * up (`_store_y`).
+    PDL: launched early (programmatic dependent launch): the first step's weights are asked for, then the program
+    waits for the kernel before it (`gdc_wait`) before reading x or writing anything.
     """
     C: tl.constexpr = 1 << (BITS - 1)
     pid_n = tl.program_id(0); m = tl.program_id(1); pid_k = tl.program_id(2)
@@ -417,6 +420,8 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
     u = ub + tl.arange(0, U)                                               # [U] units of the first step
     w0, w1, w2, w3 = _words(qw_ptr, u, n, n_ok, N, lim, BITS, EVEN)       # [U, BN] each
     s = _group_scales(s_ptr, ub, n, n_ok, N, n_groups, UPG, GROUPED, U, EVEN)
+    if PDL:                                                                # the weights are ours to read before the kernel before us ends
+        gdc_wait()
     for it in range(ITERS):                                                # a constexpr trip count: the CPU interpreter cannot loop to a run-time bound
         u0 = ub + it * U
         un = u + U
@@ -868,7 +873,7 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
                 BITS: tl.constexpr, UPG: tl.constexpr, GROUPED: tl.constexpr, SYM: tl.constexpr,
                 ZERO_OFFSET: tl.constexpr, HAS_BIAS: tl.constexpr, ASM: tl.constexpr,
                 NW: tl.constexpr, SPLIT_K: tl.constexpr, ITERS: tl.constexpr, FOLD: tl.constexpr,
-                SWIGLU: tl.constexpr = False, XA_OUT: tl.constexpr = False, PFD: tl.constexpr = 0):
+                SWIGLU: tl.constexpr = False, XA_OUT: tl.constexpr = False, PFD: tl.constexpr = 0, PDL: tl.constexpr = False):
     """y = x @ W + bias for 16 rows and 32*NW columns over ITERS blocks of 4 units, by mma.sync on fragments
     dequantized in registers (program ids: N tile, M tile, split). One element per thread: lane t of warp w owns
     unit 4b + t%4 of every block b and the 4 adjacent columns 4(t//4) .. of its warp's 32; tile i of the warp
@@ -881,7 +886,8 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     multiple of 8, NW even); a program's first NW/2 warps take L/2 gate columns and the others the same up columns
     (the split-K workspace then holds W's columns), and y [M, N/2] gets silu(gate) * up, or with XA_OUT the `xa`
     buffer of the next matmul (n_pad_o units; y_ptr its fp16 view). PFD > 0 (a GPU): L2 is asked for each block's words
-    and scales PFD blocks before the registers load them (`_mma_prefetch`).
+    and scales PFD blocks before the registers load them (`_mma_prefetch`). PDL: launched early; the first block's
+    weights (and PFD blocks' L2 lines) are asked for before `gdc_wait`, x after it (as `_gemv_kernel`).
     """
     L: tl.constexpr = 32 * NW
     pid_n = tl.program_id(0); pid_m = tl.program_id(1); pid_k = tl.program_id(2)
@@ -921,9 +927,11 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     else:
         sr, zr = _zs_load(z_ptr, s_ptr, tl.minimum(u // UPG, n_groups - 1), c1st, c4, c_ok, u < ulim, N, n_zw, SYM)
     wr0, wr1, wr2, wr3 = _tile_load(qw_ptr, u, c4, (u < ulim)[:, None] & c_ok, N, BITS)
-    f0, f1, f2, f3, f4, f5, f6, f7 = _xa8(xb, u)
     for d in tl.static_range(2, PFD + 1):                                  # L2 asked for blocks 2 .. PFD now...
         _mma_prefetch(qw_ptr, z_ptr, s_ptr, u + 4 * d, ulim, g, pb, hb < lim, N, n_zw, n_groups, BITS, UPG, GROUPED, SYM)
+    if PDL:                                                                # x is the kernel before us's output
+        gdc_wait()
+    f0, f1, f2, f3, f4, f5, f6, f7 = _xa8(xb, u)
     for it in range(ITERS):
         if PFD > 0:                                                        # ...and for block it + 1 + PFD during block it
             _mma_prefetch(qw_ptr, z_ptr, s_ptr, u + 4 * (1 + PFD), ulim, g, pb, hb < lim, N, n_zw, n_groups, BITS, UPG, GROUPED, SYM)
@@ -1054,6 +1062,13 @@ def _asm_ok(device) -> bool:
     "Whether the PTX unit (and Hopper's launch control) can run: a CUDA device, not Triton's interpreter."
     return device.type == 'cuda' and os.environ.get('TRITON_INTERPRET', '0') != '1'
 
+def _pdl_ok(device) -> bool:
+    "Whether kernels on `device` can launch early (programmatic dependent launch: Hopper or later, not the interpreter)."
+    return _asm_ok(device) and torch.cuda.get_device_capability(device)[0] >= 9
+
+EARLY_LAUNCH = None  # kernels `gptq_matmul(..., pdl=True)` launches early where `_pdl_ok`: a tuple of kinds ('gemv', 'mma'), False for none, None for `EARLY_KINDS`
+EARLY_KINDS = ('gemv',)  # measured: the batch-1 kernel gains from an early launch, the fragment kernel loses
+
 def _counters(device, n:int) -> torch.Tensor:
     "The arrival-counter buffer of `device`, at least `n` long (zeroed once, self-resetting)."
     c = _COUNTERS.get(device)
@@ -1177,6 +1192,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
                 swiglu:bool=False,   # x holds [gate | up] in sorted order; multiply silu(gate) * up (only where `takes_swiglu`)
                 swiglu_out:bool=False, # p's columns are [gate | up]: return silu(gate) * up, [..., out/2] (only where `takes_swiglu_out`)
                 xa:tuple|None=None,  # with swiglu_out at 3-16 rows: (int32 buffer, n_pad) of the next matmul (`xa_target`), written instead of y
+                pdl:bool=False,      # 1-16 rows: launch early (`_pdl_ok`, `EARLY_LAUNCH`): weights read while the kernel before still runs
                 **launch             # kernel, U, num_warps, split_k, block_n, block_m, bcast, chunk, even, fold, maxnreg, pfd: override the launch
                ) -> torch.Tensor:    # fp16 [..., out] ([..., out/2] with swiglu_out; a `FragmentX` with xa)
     "`x @ W + bias` for a GPTQ linear repacked by `prepare`: one Triton launch (two for 3 to 16 rows, or act-order and unsorted x)."
@@ -1221,6 +1237,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
     else:
         y = torch.empty(M, N // 2 if swiglu_out else N, dtype=x.dtype, device=x.device)
     split = cfg['SPLIT_K'] > 1
+    early = pdl and cfg['KIND'] in (EARLY_KINDS if EARLY_LAUNCH is None else EARLY_LAUNCH or ()) and _pdl_ok(x.device)
     part = _workspace(x.device, cfg['SPLIT_K'] * M * N) if split else y
     cnt = _counters(x.device, tiles * (M if cfg['KIND'] == 'gemv' else 1)) if split else y
     bias = y if p.bias is None else p.bias
@@ -1232,7 +1249,8 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
             xin, *common, n_pad, y.stride(0), p.zeros.shape[1], 0 if xa is None else xa[1], BITS=p.bits, UPG=upg,
             GROUPED=p.group_size != -1, SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device),
             NW=cfg['num_warps'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], FOLD=cfg['FOLD'], SWIGLU=swiglu_out,
-            XA_OUT=xa is not None, PFD=cfg['PFD'] if _asm_ok(x.device) else 0, num_warps=cfg['num_warps'], maxnreg=cfg['maxnreg'])
+            XA_OUT=xa is not None, PFD=cfg['PFD'] if _asm_ok(x.device) else 0, PDL=early, num_warps=cfg['num_warps'],
+            maxnreg=cfg['maxnreg'], launch_pdl=early)
         if xa is not None: return FragmentX(xa[0], (*lead, N // 2), xa[1])
     elif cfg['KIND'] == 'gemv':
         xp = x2.view(torch.int32)                                          # [M, K/2] pairs
@@ -1241,7 +1259,7 @@ def gptq_matmul(x:torch.Tensor|FragmentX, # fp16 [..., in] ([..., 2 in] with swi
             SYM=p.sym, ZERO_OFFSET=p.zero_offset, HAS_BIAS=p.bias is not None, ASM=_asm_ok(x.device), U=cfg['U'],
             BLOCK_N=cfg['BLOCK_N'], SPLIT_K=cfg['SPLIT_K'], ITERS=cfg['ITERS'], EVEN=cfg['EVEN'],
             V4=cfg['EVEN'] and _asm_ok(x.device) and xp.stride(0) % 4 == 0 and xp.data_ptr() % 16 == 0, SWIGLU=swiglu_out,
-            num_warps=cfg['num_warps'], maxnreg=cfg['maxnreg'])
+            PDL=early, num_warps=cfg['num_warps'], maxnreg=cfg['maxnreg'], launch_pdl=early)
     else:
         _dot_kernel[(-(-N // cfg['BLOCK_N']), -(-M // cfg['BLOCK_M']), cfg['SPLIT_K'])](
             x2, *common, x2.stride(0), y.stride(0), p.zeros.shape[1], BITS=p.bits, UPG=upg, ZERO_OFFSET=p.zero_offset,

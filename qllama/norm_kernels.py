@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from .gptq_matmul import FragmentX, xa_offset
+from triton.language.extra.cuda import gdc_launch_dependents
+from .gptq_matmul import FragmentX, xa_offset, _pdl_ok
 
 # %% auto #0
 __all__ = ['MAX_H', 'SRC_CHUNKS', 'TOLS', 'rms_norm_ref', 'rms_norm_residual_ref', 'rms_norm', 'rms_norm_residual', 'rel_err',
@@ -36,7 +37,7 @@ def rms_norm_residual_ref(x, # [..., H] a branch's output
 def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, s_ptr, # see the docstring
                      H, eps, sx, sr, sy, sh, n_pad, # width, epsilon, row strides, units of an xa output
                      HAS_RES: tl.constexpr, HAS_SRC: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
-                     XA: tl.constexpr = False):
+                     XA: tl.constexpr = False, EARLY: tl.constexpr = False):
     """RMSNorm of one row per program (program ids: row, chunk), optionally after adding the residual.
     x_ptr: [M, H] fp16/bf16/fp32, row stride `sx`, columns contiguous.
     r_ptr: [M, H] same dtype, row stride `sr` (read only when HAS_RES).
@@ -45,7 +46,11 @@ def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, s_ptr, # see the docstri
     s_ptr: [H] int32, column j of y is normalized column s[j] (HAS_SRC only; a permutation).
     Each program reads the whole row and writes columns chunk*CHUNK .. of y and h; CHUNK == BLOCK unless HAS_SRC.
     XA: y_ptr is an fp16 view of an `xa` buffer of n_pad units, and element j of row m goes to `xa_offset(m, j, n_pad)`.
+    EARLY: the next kernel may launch now (`gdc_launch_dependents`), if it was launched early (`gptq_matmul`'s `pdl`):
+    it reads its weights meanwhile and waits for this kernel's end before it reads y.
     Assumes BLOCK >= H (one block holds a whole row)."""
+    if EARLY:
+        gdc_launch_dependents()
     row = tl.program_id(0).to(tl.int64)                                  # int64: M*H may pass 2**31
     c0 = tl.program_id(1) * CHUNK                                        # this program's first output column
     cols = tl.arange(0, BLOCK)                                           # [BLOCK]
@@ -105,7 +110,7 @@ def _norm_launch(x, r, weight, eps, h, src=None, chunks=None, xa=None):
     P = 1 if src is None else min(BLOCK, triton.next_power_of_2(chunks or (SRC_CHUNKS if decode else 1)))   # programs per row
     _rms_norm_kernel[(x2.shape[0], P)](x2, r2, weight, y, h2, y if src is None else src, H, eps, x2.stride(0), r2.stride(0),
                                        H, h2.stride(0), n_pad, HAS_RES=r is not None, HAS_SRC=src is not None, BLOCK=BLOCK,
-                                       CHUNK=BLOCK // P, XA=xa is not None, num_warps=min(16, max(1, BLOCK // 512)))
+                                       CHUNK=BLOCK // P, XA=xa is not None, EARLY=_pdl_ok(x.device), num_warps=min(16, max(1, BLOCK // 512)))
     return FragmentX(xa[0], tuple(x.shape), n_pad) if xa is not None else y.view(x.shape)
 
 def rms_norm(x, # [..., H] activations

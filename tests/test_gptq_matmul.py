@@ -247,3 +247,33 @@ def test_cuda_l2_prefetch_same_bits(bits, gs, sym):
             assert torch.equal(gptq_matmul(x, p, pfd=pfd, **launch), ref), (M, launch, pfd)
             fx = gptq_matmul(x, p, swiglu_out=True, xa=gm.xa_target(M, d, x.device), pfd=pfd, **launch)
             assert torch.equal(gptq_matmul(fx, d), gptq_matmul(silu_mul(ref), d)), (M, launch, pfd)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('bits,gs', [(4, -1), (4, 128), (3, 32)])
+def test_cuda_early_launch_same_bits(bits, gs):
+    """Launched early (`pdl=True`: programmatic dependent launch on Hopper) behind the norm that writes its input, in
+    sorted order or the fragment kernel's, eager and captured in a CUDA graph: the same bits as a plain launch."""
+    from qllama.norm_kernels import rms_norm
+    K, N = 1024, 768
+    t = {k: v.cuda() for k, v in gptq_tensors(bits, gs, K, N).items()}
+    p = prepare(**t, bits=bits, group_size=gs)
+    w = torch.rand(K, device='cuda').half() + 0.5
+    src = p.perm
+    for M in (1, 2, 5, 16):
+        x = torch.randn(M, K, device='cuda').half()
+        xa = gm.xa_target(M, p, x.device)                                  # the fragment kernel's input buffer (3-16 rows)
+        def run(pdl, frag):
+            h = rms_norm(x, w, 1e-5, src, xa=xa if frag else None)
+            return gptq_matmul(h, p, x_sorted=src is not None, pdl=pdl)
+        for frag in ((False, True) if xa is not None else (False,)):
+            ref = run(False, frag).clone()
+            assert relerr(ref, gptq_matmul_ref((x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-5) * w.float()).half(),
+                                               **t, bias=None, bits=bits)) < 1e-2
+            assert torch.equal(run(True, frag), ref), (M, frag)
+            run(True, frag); torch.cuda.synchronize()
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g): out = run(True, frag)
+            for _ in range(3): g.replay()
+            torch.cuda.synchronize()
+            assert torch.equal(out, ref), (M, frag, 'graph')

@@ -64,7 +64,7 @@ def shapes(a, dev, card, bw, out):
 def model(a, dev, card, bw, out):
     from qllama.bench import build_model, bench_decode
     from qllama.fast import use_kernels
-    settings = {st: None if st == 'auto' else 0 if st == 'off' else int(st) for st in a.settings.split(';')}
+    settings = {st: None if st == 'auto' else 0 if st == 'off' else int(st) if st.isdigit() else st for st in a.settings.split(';')}
     for key in a.model_branches.split(','):
         bits, gs = BR[key]
         name = branch_name(bits, gs)
@@ -72,18 +72,20 @@ def model(a, dev, card, bw, out):
         runs = {st: [] for st in settings}
         for _ in range(a.reps):
             for st, pf in settings.items():
-                gm.MMA_PREFETCH = pf
+                if a.model_knob == 'pdl':                                  # early launch of q/k/v, o, gate/up: off, the default kinds, or both kernels
+                    gm.EARLY_LAUNCH = dict(off=False, auto=None, gemv=('gemv',), mma=('mma',), all=('gemv', 'mma'))[st]
+                else: gm.MMA_PREFETCH = pf
                 recs, caches = bench_decode(m, card, name, bw, contexts=(128,), batch=16)
                 del caches
                 r = {x['metric']: x for x in recs}
                 runs[st].append((r['decode_b1_ctx128']['step_ms'], r['decode_b16_ctx128_step']['value'], r['graph_equals_eager_same_bucket']['value']))
-        gm.MMA_PREFETCH = None
+        gm.MMA_PREFETCH = None; gm.EARLY_LAUNCH = None
         line = []
         for st in settings:
             b1 = statistics.median(x[0] for x in runs[st]); b16 = statistics.median(x[1] for x in runs[st])
-            out.append(dict(card=card, branch=name, prefetch=st, metric='decode_b1_ctx128_step', value=b1, unit='ms', runs=[x[0] for x in runs[st]],
+            out.append(dict(card=card, branch=name, knob=a.model_knob, prefetch=st, metric='decode_b1_ctx128_step', value=b1, unit='ms', runs=[x[0] for x in runs[st]],
                             graph_equals_eager=all(x[2] for x in runs[st])))
-            out.append(dict(card=card, branch=name, prefetch=st, metric='decode_b16_ctx128_step', value=b16, unit='ms', runs=[x[1] for x in runs[st]]))
+            out.append(dict(card=card, branch=name, knob=a.model_knob, prefetch=st, metric='decode_b16_ctx128_step', value=b16, unit='ms', runs=[x[1] for x in runs[st]]))
             line.append(f"[{st}] {b1:.2f}/{b16:.2f}")
         print(f"{key:6} b1/b16 step ms: {', '.join(line)}", flush=True)
         del m; gc.collect(); torch.cuda.empty_cache()
@@ -102,6 +104,7 @@ def main():
     ap.add_argument('--model', action='store_true')
     ap.add_argument('--model-branches', default='main')
     ap.add_argument('--settings', default='off;auto;2', help="fragment-kernel prefetch: off, auto (the launcher's choice per shape) or a distance")
+    ap.add_argument('--model-knob', default='pfd', choices=['pfd', 'pdl'], help="--model's A/B: the fragment kernel's prefetch (`MMA_PREFETCH`) or early launch (`EARLY_LAUNCH`, settings among off, auto, gemv, mma, all)")
     ap.add_argument('--reps', type=int, default=2)
     ap.add_argument('--tag', default='l2_pf')
     a = ap.parse_args()
