@@ -104,7 +104,7 @@ def main():
     ap.add_argument('--model', action='store_true')
     ap.add_argument('--model-branches', default='main')
     ap.add_argument('--settings', default='off;auto;2', help="fragment-kernel prefetch: off, auto (the launcher's choice per shape) or a distance")
-    ap.add_argument('--model-knob', default='pfd', choices=['pfd', 'pdl'], help="--model's A/B: the fragment kernel's prefetch (`MMA_PREFETCH`) or early launch (`EARLY_LAUNCH`, settings among off, auto, gemv, mma, all)")
+    ap.add_argument('--model-knob', default='pfd', choices=['pfd', 'pdl'], help="--model's A/B: the fragment kernel's prefetch (`MMA_PREFETCH`) or early launch (`EARLY_LAUNCH`, settings among off, auto, gemv, mma, all; 'pdl_down', down launched early behind gate/up with the batch-1 kernel's trigger after its loads, was removed after pdl_down_model_NVIDIA_H200.json)")
     ap.add_argument('--reps', type=int, default=2)
     ap.add_argument('--tag', default='l2_pf')
     a = ap.parse_args()
