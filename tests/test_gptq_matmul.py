@@ -255,9 +255,10 @@ def test_cuda_early_launch_same_bits(bits, gs):
     """Launched early (`pdl=True`: programmatic dependent launch on Hopper) behind the norm that writes its input, in
     sorted order or the fragment kernel's, eager and captured in a CUDA graph: the same bits as a plain launch."""
     from qllama.norm_kernels import rms_norm
-    K, N = 1024, 768
+    K, N = 1024, 1024                                                      # the batch-1 launch unmasked (EVEN): x read 128 bits at a time
     t = {k: v.cuda() for k, v in gptq_tensors(bits, gs, K, N).items()}
     p = prepare(**t, bits=bits, group_size=gs)
+    assert gm._launch_config(1, N, K, p, torch.device('cuda'))[0]['EVEN']
     w = torch.rand(K, device='cuda').half() + 0.5
     src = p.perm
     for M in (1, 2, 5, 16):
