@@ -274,12 +274,30 @@ def _flow_kernel(x_ptr, yq_ptr, yo_ptr, h_ptr,                           # fp16 
                     cc + 3072, ff + 3072, ff + 2048, err_ptr, Nd, Kd, nd, gd, zd,
                     BITS, UPG, GROUPED, SYM, ZERO_OFFSET, ASM, D_U, D_BN, D_S, D_IT, D_EV, False, D_T, True, G_BN // 2, POLL)
 
-def run_flow(x, layers, plans, P, poll=0):
-    "The dataflow chain over `layers` from x fp16 [8192]: returns (launch, (x after each layer [L+1, Kq], err))."
-    dev = x.device; p0 = layers[0]['qkv']; L = len(layers)
-    kinds = ['qkv', 'o', 'gate_up', 'down']
+def _common(layers, plans):
+    "What both chains pass: stacked weights and their layer strides, shapes, group and zero-word counts, per-matmul and per-model constexprs."
+    kinds = ['qkv', 'o', 'gate_up', 'down']; p0 = layers[0]['qkv']
     st = {k: stack([l[k] for l in layers]) for k in kinds}
-    (Kq, Nq), (Ko, No), (Kg, Ng), (Kd, Nd) = [(layers[0][k].in_features, layers[0][k].out_features) for k in kinds]
+    ptrs = [t for k in kinds for t in st[k][0]]
+    strides = [s for k in kinds for s in st[k][1]]
+    shapes = [d for k in kinds for d in (layers[0][k].in_features, layers[0][k].out_features)]   # Kq, Nq, Ko, No, Kg, Ng, Kd, Nd
+    counts = [layers[0][k].scales.shape[0] for k in kinds] + [layers[0][k].zeros.shape[1] for k in kinds]
+    cfg = {f'{pre}_{f}': plans[k][f] for k, pre in zip(kinds, 'QOGD') for f in ('U', 'BN', 'S', 'IT', 'EV', 'T')}
+    cfg.update(BITS=p0.bits, UPG=p0.group_size // 32 if p0.group_size != -1 else 1, GROUPED=p0.group_size != -1, SYM=p0.sym,
+               ZERO_OFFSET=p0.zero_offset, ASM=gm._asm_ok(p0.qweight.device), L=len(layers))
+    return kinds, ptrs, strides, shapes, counts, cfg
+
+def resident(ck):
+    "(registers, shared bytes, programs that fit on one SM) of a compiled 4-warp kernel."
+    if hasattr(ck, '_init_handles'): ck._init_handles()
+    regs, smem = ck.n_regs, ck.metadata.shared
+    return regs, smem, min(65536 // (max(regs, 1) * 128), 16, (228 * 1024) // max(smem + 1024, 1))
+
+def run_flow(x, layers, plans, P, poll=0):
+    "The dataflow chain over `layers` from x fp16 [Kq]: returns (launch, (x after each layer [L+1, Kq], err))."
+    dev = x.device; L = len(layers)
+    kinds, ptrs, strides, shapes, counts, cfg = _common(layers, plans)
+    Kq, Nq, Ko, No, Kg, Ng, Kd, Nd = shapes
     xs = torch.zeros(L + 1, Kq, dtype=torch.float16, device=dev); xs[0] = x
     yq = torch.empty(L, Nq, dtype=torch.float16, device=dev); yo = torch.empty(L, No, dtype=torch.float16, device=dev)
     h = torch.empty(L, Ng // 2, dtype=torch.float16, device=dev)
@@ -289,18 +307,12 @@ def run_flow(x, layers, plans, P, poll=0):
     flags0 = torch.zeros((L + 1) * 4096, dtype=torch.int32, device=dev); flags0[3072:4096] = 1   # layer -1's down: done
     flags = flags0.clone()
     err = torch.zeros(1, dtype=torch.int32, device=dev)
-    ptrs = [t for k in kinds for t in st[k][0]]
-    strides = [s for k in kinds for s in st[k][1]]
-    cfg = {f'{pre}_{f}': plans[k][f] for k, pre in zip(kinds, 'QOGD') for f in ('U', 'BN', 'S', 'IT', 'EV', 'T')}
-    upg = p0.group_size // 32 if p0.group_size != -1 else 1
     def launch(warmup=False):
         if not warmup: flags.copy_(flags0)
         fn = _flow_kernel.warmup if warmup else _flow_kernel.__getitem__((P,))
         kw = dict(grid=(P,)) if warmup else {}
-        return fn(xs, yq, yo, h, *ptrs, *strides, part, cnt, flags, err, WS, Kq, Nq, Ko, No, Kg, Ng, Kd, Nd,
-                  *[layers[0][k].scales.shape[0] for k in kinds], *[layers[0][k].zeros.shape[1] for k in kinds],
-                  BITS=p0.bits, UPG=upg, GROUPED=p0.group_size != -1, SYM=p0.sym, ZERO_OFFSET=p0.zero_offset,
-                  ASM=gm._asm_ok(dev), PF=0, L=L, P=P, POLL=poll if gm._asm_ok(dev) else 0, **cfg, num_warps=4, **kw)
+        return fn(xs, yq, yo, h, *ptrs, *strides, part, cnt, flags, err, WS, *shapes, *counts,
+                  PF=0, P=P, POLL=poll if cfg['ASM'] else 0, **cfg, num_warps=4, **kw)
     return launch, (xs, err)
 
 def plan(K, N, bits, gs, P, U=1, bn=512, swiglu=False, split=None):
@@ -320,34 +332,22 @@ def stack(ps):
     ts = [torch.stack([getattr(p, a) for p in ps]) for a in ('qweight', 'zeros', 'scales')]
     return ts, [t.stride(0) for t in ts]
 
-def run_chain(x, layers, plans, P, PF=0, part=None, cnt=None):
-    "Run the persistent chain over `layers` (list of dicts kind -> GPTQPacked, same config) from x fp16 [8192]: returns (x, q/k/v, o, h, err)."
-    dev = x.device; p0 = layers[0]['qkv']
-    kinds = ['qkv', 'o', 'gate_up', 'down']
-    st = {k: stack([l[k] for l in layers]) for k in kinds}
-    (Kq, Nq), (Ko, No), (Kg, Ng), (Kd, Nd) = [(layers[0][k].in_features, layers[0][k].out_features) for k in kinds]
+def run_chain(x, layers, plans, P, PF=0):
+    "The grid-barrier chain over `layers` (list of dicts kind -> GPTQPacked, same config) from x fp16 [Kq]: returns (launch, (x, q/k/v, o, h, err))."
+    dev = x.device
+    kinds, ptrs, strides, shapes, counts, cfg = _common(layers, plans)
+    Kq, Nq, Ko, No, Kg, Ng, Kd, Nd = shapes
     yq = torch.empty(Nq, dtype=torch.float16, device=dev); yo = torch.empty(No, dtype=torch.float16, device=dev)
     h = torch.empty(Ng // 2, dtype=torch.float16, device=dev)
-    need = max(plans[k]['S'] * layers[0][k].out_features for k in kinds)
-    part = part if part is not None else torch.empty(need, dtype=torch.float32, device=dev)
-    cnt = cnt if cnt is not None else torch.zeros(4 * 4096, dtype=torch.int32, device=dev)
+    part = torch.empty(max(plans[k]['S'] * layers[0][k].out_features for k in kinds), dtype=torch.float32, device=dev)
+    cnt = torch.zeros(4 * 4096, dtype=torch.int32, device=dev)
     bar = torch.zeros(1, dtype=torch.int32, device=dev); err = torch.zeros(1, dtype=torch.int32, device=dev)
     xo = x.clone()
-    ptrs = [t for k in kinds for t in st[k][0]]
-    strides = [s for k in kinds for s in st[k][1]]
-    cfg = {}
-    for k, pre in zip(kinds, 'QOGD'):
-        for f in ('U', 'BN', 'S', 'IT', 'EV', 'T'): cfg[f'{pre}_{f}'] = plans[k][f]
-    upg = p0.group_size // 32 if p0.group_size != -1 else 1
     def launch(warmup=False):
         if not warmup: bar.zero_()
         fn = _chain_kernel.warmup if warmup else _chain_kernel.__getitem__((P,))
         kw = dict(grid=(P,)) if warmup else {}
-        return fn(xo, yq, yo, h, *ptrs, *strides, part, cnt, bar, err,
-                                   Kq, Nq, Ko, No, Kg, Ng, Kd, Nd,
-                                   *[layers[0][k].scales.shape[0] for k in kinds], *[layers[0][k].zeros.shape[1] for k in kinds],
-                                   BITS=p0.bits, UPG=upg, GROUPED=p0.group_size != -1, SYM=p0.sym, ZERO_OFFSET=p0.zero_offset,
-                                   ASM=gm._asm_ok(dev), PF=PF, L=len(layers), P=P, **cfg, num_warps=4, **kw)
+        return fn(xo, yq, yo, h, *ptrs, *strides, part, cnt, bar, err, *shapes, *counts, PF=PF, P=P, **cfg, num_warps=4, **kw)
     return launch, (xo, yq, yo, h, err)
 
 def chain_ref(x, layers, plans=None):
@@ -438,10 +438,7 @@ def main():
             t_same = graph_time([lambda: chain_ref(xin, layers, plans)]) * 1e3 / L
             for pf in [int(v) for v in args.pf.split(',') if v.isdigit()]:
                 launch, (xo, yq, yo, h, err) = run_chain(x, layers, plans, P, PF=pf)
-                ck = launch(warmup=True)                                   # compile only: residency first, the barrier needs it
-                if hasattr(ck, '_init_handles'): ck._init_handles()
-                regs, smem = ck.n_regs, ck.metadata.shared
-                per_sm = min(65536 // (max(regs, 1) * 128), 16, (228 * 1024) // max(smem + 1024, 1))
+                regs, smem, per_sm = resident(launch(warmup=True))         # compile only: residency first, the barrier needs it
                 if P > per_sm * sms:
                     print(f"skip {name} {k}/SM: {regs} registers, {smem} B shared: {per_sm} programs per SM resident", flush=True)
                     continue
@@ -453,16 +450,13 @@ def main():
                 rec = dict(card=card, branch=name, variant=f'persistent {k}/SM PF={pf}', programs=P, regs=regs, shared=smem, resident_per_sm=per_sm,
                            plans={s: (v['T'], v['S'], v['IT']) for s, v in plans.items()}, stuck=not ok, bit_identical=same,
                            separate_same_tiles_us=t_same, **diag)
-                if ok and P <= per_sm * sms:
+                if ok:
                     t = do_bench(launch, warmup=10, rep=100, return_mode='median') * 1e3 / L
                     rec.update(us_per_layer=t, floor_us=floor_us, fraction_of_floor=floor_us / t, err_after=err.item())
                 print(rec, flush=True); recs.append(rec)
             for poll in ([int(v) for v in args.poll.split(',')] if args.flow else []):
                 flaunch, (xs, ferr) = run_flow(x, layers, plans, P, poll)
-                ck = flaunch(warmup=True)
-                if hasattr(ck, '_init_handles'): ck._init_handles()
-                regs, smem = ck.n_regs, ck.metadata.shared
-                per_sm = min(65536 // (max(regs, 1) * 128), 16, (228 * 1024) // max(smem + 1024, 1))
+                regs, smem, per_sm = resident(flaunch(warmup=True))
                 if P > per_sm * sms:
                     print(f"skip flow {name} {k}/SM: {regs} registers: {per_sm} per SM", flush=True); continue
                 flaunch(); torch.cuda.synchronize()
