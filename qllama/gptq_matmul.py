@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_wait
 import numpy as np
 from .gptq import unpack_rows, unpack_cols, dequantize
 
@@ -243,6 +242,12 @@ def _ld4(p):
                                      dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
 
 @triton.jit
+def _wait_before():
+    """Wait for the kernel before this one (`griddepcontrol.wait`, as Triton's `gdc_wait`) and return 0: added to the
+    addresses of what that kernel wrote, it keeps every load of them after the wait, whatever the compiler reorders."""
+    return tl.inline_asm_elementwise("{ griddepcontrol.wait; mov.u32 $0, 0; }", "=r", [], dtype=tl.int32, is_pure=False, pack=1)
+
+@triton.jit
 def _l2_line(p, ok):
     "Ask L2 for the 128-byte line holding each `p` where `ok` (`prefetch.global.L2`: a hint, no register waits on it)."
     tl.inline_asm_elementwise("{ .reg .pred q; setp.ne.b32 q, $2, 0; @q prefetch.global.L2 [$1]; mov.b32 $0, 0; }",
@@ -420,8 +425,9 @@ def _gemv_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr
     u = ub + tl.arange(0, U)                                               # [U] units of the first step
     w0, w1, w2, w3 = _words(qw_ptr, u, n, n_ok, N, lim, BITS, EVEN)       # [U, BN] each
     s = _group_scales(s_ptr, ub, n, n_ok, N, n_groups, UPG, GROUPED, U, EVEN)
-    if PDL:                                                                # the weights are ours to read before the kernel before us ends
-        gdc_wait()
+    if PDL:                                                                # the weights are ours to read before the kernel before us ends;
+        w = _wait_before()                                                 # x only after it
+        xrow += w; xh += w
     for it in range(ITERS):                                                # a constexpr trip count: the CPU interpreter cannot loop to a run-time bound
         u0 = ub + it * U
         un = u + U
@@ -930,7 +936,7 @@ def _mma_kernel(x_ptr, qw_ptr, z_ptr, s_ptr, bias_ptr, y_ptr, part_ptr, cnt_ptr,
     for d in tl.static_range(2, PFD + 1):                                  # L2 asked for blocks 2 .. PFD now...
         _mma_prefetch(qw_ptr, z_ptr, s_ptr, u + 4 * d, ulim, g, pb, hb < lim, N, n_zw, n_groups, BITS, UPG, GROUPED, SYM)
     if PDL:                                                                # x is the kernel before us's output
-        gdc_wait()
+        xb += _wait_before()
     f0, f1, f2, f3, f4, f5, f6, f7 = _xa8(xb, u)
     for it in range(ITERS):
         if PFD > 0:                                                        # ...and for block it + 1 + PFD during block it
