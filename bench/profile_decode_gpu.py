@@ -4,8 +4,8 @@ For a 70B-shaped random GPTQ model (`qllama.bench.build_model`, kernels on), bat
 the step time (median of replays), then 10 replays under `torch.profiler` (CUPTI sees the kernels inside the
 graph). Kernel time is summed by kind (the GPTQ decode kernels, attention, norms, RoPE, SiLU·mul, lm_head
 cuBLAS, the rest); what is left of the step is time with no kernel running (launch gaps and kernel ramp-up
-inside the graph). Also the graph's replay alone (no input copies), a profiled replay's span (first kernel start to
-last end) and the time some kernel runs in it (kernels launched early overlap the one before). Also per call: each kind's mean kernel time, the mean gap before it, and the GPTQ launches by shape
+inside the graph). Also the graph's replay alone (no input copies), a profiled replay's span (the 10 replays' first
+kernel start to last end, over 10) and the time some kernel runs in one (kernels launched early overlap the one before). Also per call: each kind's mean kernel time, the mean gap before it, and the GPTQ launches by shape
 (q/k/v, o, gate/up, down, from their order in a layer). JSON records go to `--out` (default bench/results), a table is printed.
 
     PYTHONPATH=. python bench/profile_decode_gpu.py [--branches main gptq-3bit-128g-actorder_True] [--tag profile_decode]
@@ -61,19 +61,17 @@ def main():
                 g = b_.time_range.start - a_.time_range.end
                 if g < 50: gaps[kind(b_.name)].append(g)                       # (not the gap between two replays)
             busy = sum(per.values())
-            spans, cur, union, end = [], None, 0.0, None                   # each replay's first start to last end; time any kernel runs
+            union, end = 0.0, None                                         # time some kernel runs (early launches overlap)
             for ev in evs:
                 st, en = ev.time_range.start, ev.time_range.end
-                if cur is None or st - cur[1] >= 50: spans.append(cur); cur = [st, en]   # a gap of 50 us or more: the next replay
-                else: cur[1] = max(cur[1], en)
                 if end is None or st >= end: union += en - st; end = en
                 elif en > end: union += en - end; end = en
-            spans = [b - a for a, b in spans[1:] + [cur]]
+            span = (max(ev.time_range.end for ev in evs) - evs[0].time_range.start) / 10   # a replay's share of the 10, back to back
             g = dec.graphs[min(dec.graphs)][0]
             replay = median_ms(g.replay, 30, 3)                              # the graph alone, no input copies
             floor = token_bytes(cfg, m.config.quant, B) / bw / 1e6
             r = dict(card=card, branch=branch, batch=B, context=ctx, step_ms=ms, kernel_ms=dict(per), busy_ms=busy, idle_ms=ms - busy,
-                     floor_ms=floor, kernels_per_step=n / 10, replay_ms=replay, graph_span_ms=sum(spans) / len(spans) / 1e3,
+                     floor_ms=floor, kernels_per_step=n / 10, replay_ms=replay, graph_span_ms=span / 1e3,
                      busy_union_ms=union / 10 / 1e3, top_kernels=dict(sorted(names.items(), key=lambda kv: -kv[1])[:12]),
                      gptq_us_per_call={k: sum(v) / len(v) for k, v in shapes.items()},
                      gap_us_before={k: dict(mean=sum(v) / len(v), per_step_ms=sum(v) / 10 / 1e3) for k, v in gaps.items()},
