@@ -12,8 +12,4 @@ if [ -n "${PROFILE:-}" ]; then
     --branches ${BRANCHES:-main gptq-3bit-128g-actorder_True} 2>&1 | grep -v Warning | tee $OUT/profile_decode.log
   exit 0
 fi
-source bench/proto/exllama_env.sh                                  # wheels, environment, ExLlamaV2 compiling ($B, $SRC)
-timeout 240 python3 -m pytest -q tests/test_gptq_matmul.py -k "cuda_early or cuda_70b" 2>&1 | tail -2
-wait $B; tail -1 $OUT/exllama_build.log
-timeout 330 python3 -m qllama.bench --branches all --exllama-src $SRC --out $OUT --tag bench > $OUT/bench.log 2>&1; echo "bench rc=$?"
-grep -v '^{' $OUT/bench.log | tail -9
+exec bash bench/proto/pdl_bench.sh                                 # the twelfth run's steps, unchanged
